@@ -1,0 +1,1 @@
+"""Epochly: train Keras models over HTTP."""

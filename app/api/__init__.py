@@ -1,0 +1,1 @@
+"""HTTP layer: routes, dependencies, response schemas and the error-to-problem mapping."""

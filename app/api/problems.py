@@ -1,0 +1,81 @@
+"""Maps every error to one shape: RFC 9457 problem+json with field paths for validation errors."""
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.api.schemas import Problem
+from app.errors import DomainError
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+log = logging.getLogger("epochly.api")
+# Pydantic adds the tried union member to an error's location; users know fields, not our class names.
+_UNION_TAGS = {"str", "int", "float", "bool", "list", "dict", "none"}
+
+
+def problem_response(status: int, detail: str, errors: list[dict[str, str]] | None = None, title: str | None = None) -> JSONResponse:
+    body = Problem(title=title or HTTPStatus(status).phrase, status=status, detail=detail, errors=errors or [])
+    return JSONResponse(body.model_dump(), status_code=status, media_type=PROBLEM_MEDIA_TYPE)
+
+
+def json_path(loc: tuple[Any, ...]) -> str:
+    parts = list(loc[1:]) if loc and loc[0] in ("body", "query", "path", "header", "form") else list(loc)
+    path = ""
+    for part in parts:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif _is_union_tag(str(part)):
+            continue
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "body"
+
+
+def _is_union_tag(part: str) -> bool:
+    base = part.split("[", 1)[0].lower()
+    return base in _UNION_TAGS or part[:1].isupper() or "[" in part
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` for a route, so /docs shows each error it can return."""
+    return {
+        status: {"model": Problem, "description": HTTPStatus(status).phrase, "content": {PROBLEM_MEDIA_TYPE: {}}}
+        for status in statuses
+    }
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def _domain(_: Request, exc: DomainError) -> JSONResponse:
+        errors = [{"path": e.path, "message": e.message} for e in exc.errors]
+        return problem_response(exc.status, exc.detail, errors, title=exc.title)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors: list[dict[str, str]] = []
+        seen: set[str] = set()
+        for error in exc.errors():
+            path = json_path(tuple(error.get("loc", ())))
+            if path in seen:
+                continue
+            seen.add(path)
+            message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+            errors.append({"path": path, "message": message})
+        detail = "; ".join(f"{e['path']}: {e['message']}" for e in errors[:5])
+        return problem_response(422, detail, errors, title="Invalid request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+        response = problem_response(exc.status_code, detail)
+        response.headers.update(exc.headers or {})
+        return response
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem_response(500, "an unexpected error occurred; it has been logged")

@@ -1,0 +1,88 @@
+"""/v1/jobs: submit training jobs and follow them by polling."""
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+from fastapi.responses import FileResponse, PlainTextResponse
+
+from app.api.deps import CeleryDep, SessionDep, SettingsDep
+from app.api.problems import problems
+from app.api.schemas import EpochRead, JobPage, JobRead, JobStatus, MetricsRead
+from app.errors import ServiceUnavailable
+from app.models import Job
+from app.queue import enqueue_training
+from app.services import jobs as job_service
+from app.specs import JobCreate
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+log = logging.getLogger("epochly.api")
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobRead,
+    responses=problems(422, 503),
+    summary="Submit a training job",
+)
+def create_job(payload: JobCreate, session: SessionDep, settings: SettingsDep, celery: CeleryDep, response: Response) -> Job:
+    job = job_service.submit_job(session, settings, payload)
+    session.commit()  # the worker must find the row: enqueue only after commit
+    try:
+        enqueue_training(celery, job.id)
+    except Exception as exc:
+        log.warning("broker refused job %s: %s", job.id, exc)
+        job_service.withdraw_job(session, job)
+        session.commit()
+        raise ServiceUnavailable("the job queue is unavailable; nothing was submitted, try again shortly") from None
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    return job
+
+
+@router.get("", response_model=JobPage, responses=problems(422), summary="List jobs, newest first")
+def list_jobs(
+    session: SessionDep,
+    status_filter: Annotated[JobStatus | None, Query(alias="status")] = None,
+    cursor: Annotated[str | None, Query(description="next_cursor from the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> JobPage:
+    page = job_service.list_jobs(session, status=status_filter, cursor=cursor, limit=limit)
+    return JobPage(items=[JobRead.model_validate(j) for j in page.items], next_cursor=page.next_cursor)
+
+
+@router.get("/{job_id}", response_model=JobRead, responses=problems(404))
+def get_job(job_id: str, session: SessionDep) -> Job:
+    return job_service.get_job(session, job_id)
+
+
+@router.get(
+    "/{job_id}/metrics",
+    response_model=MetricsRead,
+    responses=problems(404, 422),
+    summary="Epoch rows after epoch N, so a poller fetches only what is new",
+)
+def get_job_metrics(job_id: str, session: SessionDep, after: Annotated[int, Query(ge=0)] = 0) -> MetricsRead:
+    job, epochs = job_service.job_epochs(session, job_id, after)
+    return MetricsRead(job_id=job.id, status=job.status, epochs=[EpochRead.model_validate(e) for e in epochs])  # type: ignore[arg-type]
+
+
+@router.get(
+    "/{job_id}/log",
+    response_class=PlainTextResponse,
+    responses={**problems(404), 200: {"content": {"text/plain": {"example": "Epoch 3/20 - 0s - loss: 0.5748 - accuracy: 0.7010\n"}}}},
+    summary="The training log in Keras' verbose=2 style, one line per finished epoch",
+)
+def get_job_log(job_id: str, session: SessionDep) -> PlainTextResponse:
+    job, epochs = job_service.job_epochs(session, job_id)
+    return PlainTextResponse(job_service.keras_log(job, epochs))
+
+
+@router.get(
+    "/{job_id}/model",
+    response_class=FileResponse,
+    responses={**problems(404), 200: {"content": {"application/octet-stream": {}}, "description": "A .keras file"}},
+    summary="Download the trained model as a .keras file (404 until the job has succeeded)",
+)
+def get_job_model(job_id: str, session: SessionDep) -> FileResponse:
+    path = job_service.model_file(session, job_id)
+    return FileResponse(path, media_type="application/octet-stream", filename=f"{job_id}.keras")

@@ -1,0 +1,166 @@
+"""Response schemas; every one carries an example built from the tutorial's job."""
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.specs import TUTORIAL_COMPILE, TUTORIAL_FIT, TUTORIAL_LAYERS
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+EXAMPLE_DATASET = {
+    "id": "ds_5f1c0e3a9b2d4c6e8f0a1b2c3d4e5f60",
+    "name": "side-effects",
+    "format": "example",
+    "n_samples": 2100,
+    "x_shape": [1],
+    "y_shape": [],
+    "size_bytes": 16800,
+    "sha256": "9b0c6f1d2e3a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4",
+    "created_at": "2026-11-25T12:00:00Z",
+}
+EXAMPLE_LOGS = {"loss": 0.2824, "accuracy": 0.9286}
+EXAMPLE_EPOCH = {"epoch": 20, "logs": EXAMPLE_LOGS, "duration_s": 0.41, "finished_at": "2026-11-25T12:00:09Z"}
+EXAMPLE_JOB = {
+    "id": "job_0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f",
+    "name": "side-effects tutorial",
+    "tags": {"tutorial": "keras"},
+    "dataset_id": EXAMPLE_DATASET["id"],
+    "status": "succeeded",
+    "spec": {
+        "dataset_id": EXAMPLE_DATASET["id"],
+        "model": {"layers": TUTORIAL_LAYERS, "keras_json": None},
+        "compile": TUTORIAL_COMPILE,
+        "fit": TUTORIAL_FIT,
+    },
+    "created_at": "2026-11-25T12:00:00Z",
+    "started_at": "2026-11-25T12:00:01Z",
+    "finished_at": "2026-11-25T12:00:10Z",
+    "epochs_total": 20,
+    "epochs_completed": 20,
+    "latest": EXAMPLE_LOGS,
+    "error": None,
+    "worker": "celery@host (pid 4242)",
+    "history": [
+        {"status": "queued", "message": "submitted; waiting for a worker", "at": "2026-11-25T12:00:00Z"},
+        {"status": "running", "message": "started on celery@host (pid 4242)", "at": "2026-11-25T12:00:01Z"},
+        {"status": "succeeded", "message": "trained 20 epochs", "at": "2026-11-25T12:00:10Z"},
+    ],
+}
+
+
+class DatasetRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"example": EXAMPLE_DATASET})
+
+    id: str
+    name: str
+    format: str = Field(description="csv, npz or example")
+    n_samples: int
+    x_shape: list[int] = Field(description="Shape of one sample's features")
+    y_shape: list[int] = Field(description="Shape of one sample's label ([] for a scalar label)")
+    size_bytes: int
+    sha256: str
+    created_at: datetime
+
+
+class DatasetPage(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": {"items": [EXAMPLE_DATASET], "next_cursor": None}})
+
+    items: list[DatasetRead]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null on the last page")
+
+
+class JobError(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": {"type": "NonFiniteLoss", "message": "loss became nan in epoch 3, batch 17"}})
+
+    type: str
+    message: str
+
+
+class JobEventRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"example": EXAMPLE_JOB["history"][0]})
+
+    status: JobStatus
+    message: str
+    at: datetime
+
+
+class JobRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"example": EXAMPLE_JOB})
+
+    id: str
+    name: str | None
+    tags: dict[str, str]
+    dataset_id: str | None
+    status: JobStatus
+    spec: dict[str, Any] = Field(description="The submitted spec, as stored")
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    epochs_total: int
+    epochs_completed: int
+    latest: dict[str, float] | None = Field(description="The last finished epoch's Keras logs")
+    error: JobError | None
+    worker: str | None
+    history: list[JobEventRead]
+
+
+class JobPage(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": {"items": [EXAMPLE_JOB], "next_cursor": None}})
+
+    items: list[JobRead]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null on the last page")
+
+
+class EpochRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"example": EXAMPLE_EPOCH})
+
+    epoch: int = Field(description="1-based epoch number")
+    logs: dict[str, float] = Field(description="Every value in Keras' logs for this epoch")
+    duration_s: float
+    finished_at: datetime
+
+
+class MetricsRead(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"example": {"job_id": EXAMPLE_JOB["id"], "status": "running", "epochs": [EXAMPLE_EPOCH]}}
+    )
+
+    job_id: str
+    status: JobStatus
+    epochs: list[EpochRead]
+
+
+class HealthRead(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": {"status": "ok", "database": "ok", "broker": "ok"}})
+
+    status: Literal["ok", "degraded"]
+    database: Literal["ok", "down"]
+    broker: Literal["ok", "down"]
+
+
+class ProblemFieldError(BaseModel):
+    path: str = Field(description="JSON path of the offending field, e.g. model.layers[2].units")
+    message: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details: every error this API returns has this shape."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "type": "about:blank",
+                "title": "Invalid job spec",
+                "status": 422,
+                "detail": "model.layers[2].units: Received an invalid value for `units`, expected a positive integer.",
+                "errors": [{"path": "model.layers[2].units", "message": "Received an invalid value for `units`, expected a positive integer. Received: units=-1"}],
+            }
+        }
+    )
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    errors: list[ProblemFieldError] = Field(default_factory=list)

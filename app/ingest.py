@@ -1,0 +1,248 @@
+"""Parse and store uploaded datasets (CSV, .npz) as x.npy / y.npy under a content-named folder.
+
+Nothing here trusts a file name: storage names come from the content hash, and every rejection
+says what is wrong in terms of the user's file (row, column, array name).
+"""
+import csv
+import hashlib
+import math
+import shutil
+import uuid
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+CHUNK = 1024 * 1024
+NUMERIC_KINDS = "biuf"
+
+
+class DatasetRejected(Exception):
+    """The upload is not a usable dataset; the message says why in the user's terms."""
+
+
+class UploadTooLarge(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the upload is larger than the {limit:,}-byte limit")
+        self.limit = limit
+
+
+@dataclass(frozen=True)
+class Upload:
+    path: Path
+    sha256: str
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class StoredArrays:
+    storage_key: str
+    n_samples: int
+    x_shape: list[int]
+    y_shape: list[int]
+    x_dtype: str
+    y_dtype: str
+
+
+def receive(stream: BinaryIO, uploads_dir: Path, max_bytes: int) -> Upload:
+    """Copy an upload to disk in chunks, hashing as it goes, so memory stays flat whatever the size."""
+    uploads_dir.mkdir(parents=True, exist_ok=True)
+    path = uploads_dir / f"{uuid.uuid4().hex}.upload"
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with path.open("wb") as out:
+            while chunk := stream.read(CHUNK):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise UploadTooLarge(max_bytes)
+                digest.update(chunk)
+                out.write(chunk)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return Upload(path=path, sha256=digest.hexdigest(), size_bytes=size)
+
+
+def detect_format(upload: Upload, filename: str | None) -> str:
+    if upload.size_bytes == 0:
+        raise DatasetRejected("the file is empty")
+    with upload.path.open("rb") as f:
+        magic = f.read(4)
+    suffix = Path(filename or "").suffix.lower()
+    if magic == b"PK\x03\x04":
+        if suffix not in ("", ".npz", ".zip"):
+            raise DatasetRejected(f"the file is a zip archive but is named {suffix!r}; send an .npz")
+        return "npz"
+    if suffix in ("", ".csv", ".txt"):
+        return "csv"
+    raise DatasetRejected(f"unknown format {suffix!r}: send a CSV with a header row or an .npz with arrays x and y")
+
+
+def store_csv(upload: Upload, target: str | None, datasets_dir: Path) -> StoredArrays:
+    header = _csv_header(upload.path)
+    if len(header) < 2:
+        raise DatasetRejected(f"the CSV needs at least two columns (features and a label); its header has {len(header)}")
+    if target is None:
+        target_index = len(header) - 1
+    elif target in header:
+        target_index = header.index(target)
+    else:
+        raise DatasetRejected(f"target column {target!r} is not in the header ({', '.join(header)})")
+    table = _parse_numeric_csv(upload.path, header)
+    x = np.ascontiguousarray(np.delete(table, target_index, axis=1), dtype=np.float32)
+    y = _labels(table[:, target_index])
+    return _store(x, y, f"{upload.sha256}-t{target_index}", datasets_dir)
+
+
+def store_npz(upload: Upload, datasets_dir: Path) -> StoredArrays:
+    """Stream the x/y members out of the archive to disk; they are .npy files already."""
+    staging = _staging_dir(datasets_dir)
+    try:
+        try:
+            archive = zipfile.ZipFile(upload.path)
+        except zipfile.BadZipFile:
+            raise DatasetRejected("the file looks like a zip archive but cannot be read as .npz") from None
+        with archive:
+            members = {Path(n).stem: n for n in archive.namelist() if n.endswith(".npy")}
+            for name in ("x", "y"):
+                if name not in members:
+                    found = ", ".join(sorted(members)) or "none"
+                    raise DatasetRejected(f"the .npz has no array {name!r} (arrays found: {found})")
+                with archive.open(members[name]) as src, (staging / f"{name}.npy").open("wb") as dst:
+                    shutil.copyfileobj(src, dst, CHUNK)
+        x = _open_array(staging / "x.npy", "x")
+        y = _open_array(staging / "y.npy", "y")
+        if len(x) != len(y):
+            raise DatasetRejected(f"x has {len(x)} samples but y has {len(y)}; they must have the same length")
+        if len(x) == 0:
+            raise DatasetRejected("the arrays have no samples")
+        if x.ndim == 1:  # one feature per sample: give it the (n, 1) shape Keras' Input expects
+            np.save(staging / "x.npy", np.asarray(x).reshape(-1, 1))
+            x = _open_array(staging / "x.npy", "x")
+        return _publish(staging, f"{upload.sha256}", datasets_dir, x, y)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def store_arrays(x: np.ndarray, y: np.ndarray, datasets_dir: Path) -> tuple[StoredArrays, str, int]:
+    """Store arrays made by the service itself; returns the stored arrays, their sha256 and byte size."""
+    digest = hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest()
+    stored = _store(x, y, digest, datasets_dir)
+    return stored, digest, x.nbytes + y.nbytes
+
+
+def load_arrays(datasets_dir: Path, storage_key: str, mmap: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    folder = datasets_dir / storage_key
+    mode = "r" if mmap else None
+    return (
+        np.load(folder / "x.npy", mmap_mode=mode, allow_pickle=False),
+        np.load(folder / "y.npy", mmap_mode=mode, allow_pickle=False),
+    )
+
+
+def remove_storage(datasets_dir: Path, storage_key: str) -> None:
+    shutil.rmtree(datasets_dir / storage_key, ignore_errors=True)
+
+
+def _csv_header(path: Path) -> list[str]:
+    with path.open("r", encoding="utf-8", newline="", errors="replace") as f:
+        first = f.readline()
+    header = next(csv.reader([first]), [])
+    header = [h.strip() for h in header]
+    if not header or all(h == "" for h in header):
+        raise DatasetRejected("the CSV has no header row")
+    return header
+
+
+def _parse_numeric_csv(path: Path, header: list[str]) -> np.ndarray:
+    try:
+        table = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64, ndmin=2, encoding="utf-8")
+    except ValueError:
+        raise DatasetRejected(_locate_csv_problem(path, header)) from None
+    if table.shape[0] == 0:
+        raise DatasetRejected("the CSV has a header but no data rows")
+    if table.shape[1] != len(header):
+        raise DatasetRejected(f"the rows have {table.shape[1]} columns but the header has {len(header)}")
+    if not np.isfinite(table).all():
+        row, col = np.argwhere(~np.isfinite(table))[0]
+        raise DatasetRejected(f"row {row + 1}, column {header[col]!r}: {table[row, col]} is not a finite number")
+    return table
+
+
+def _locate_csv_problem(path: Path, header: list[str]) -> str:
+    """The slow, exact pass, run only once the fast parser has failed: find the first bad row and cell."""
+    with path.open("r", encoding="utf-8", newline="", errors="replace") as f:
+        reader = csv.reader(f)
+        next(reader, None)
+        for row_number, row in enumerate(reader, start=1):
+            if not row:
+                continue
+            if len(row) != len(header):
+                return f"row {row_number} has {len(row)} columns but the header has {len(header)}"
+            for column, cell in zip(header, row, strict=True):
+                try:
+                    value = float(cell)
+                except ValueError:
+                    return f"row {row_number}, column {column!r}: {cell.strip()!r} is not a number"
+                if not math.isfinite(value):
+                    return f"row {row_number}, column {column!r}: {cell.strip()!r} is not a finite number"
+    return "the CSV could not be read as numbers"
+
+
+def _labels(column: np.ndarray) -> np.ndarray:
+    # Integral labels stay integers, so sparse losses and accuracy see class ids.
+    if np.all(np.mod(column, 1) == 0) and np.abs(column).max(initial=0) < 2**31:
+        return column.astype(np.int32)
+    return column.astype(np.float32)
+
+
+def _open_array(path: Path, name: str) -> np.ndarray:
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as exc:
+        raise DatasetRejected(f"array {name!r} cannot be read without running code (object arrays are refused): {exc}") from None
+    except Exception as exc:
+        raise DatasetRejected(f"array {name!r} is not a valid .npy array: {exc}") from None
+    if array.dtype.kind not in NUMERIC_KINDS:
+        raise DatasetRejected(f"array {name!r} has dtype {array.dtype}; only numeric arrays can be trained on")
+    if array.ndim == 0:
+        raise DatasetRejected(f"array {name!r} is a scalar; it needs one entry per sample")
+    return array
+
+
+def _store(x: np.ndarray, y: np.ndarray, key: str, datasets_dir: Path) -> StoredArrays:
+    staging = _staging_dir(datasets_dir)
+    try:
+        np.save(staging / "x.npy", x)
+        np.save(staging / "y.npy", y)
+        return _publish(staging, key, datasets_dir, x, y)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _publish(staging: Path, key: str, datasets_dir: Path, x: np.ndarray, y: np.ndarray) -> StoredArrays:
+    final = datasets_dir / key
+    if not final.exists():
+        try:
+            staging.rename(final)
+        except OSError:
+            if not final.exists():  # a concurrent upload of the same content won the rename
+                raise
+    return StoredArrays(
+        storage_key=key,
+        n_samples=int(len(x)),
+        x_shape=[int(d) for d in x.shape[1:]],
+        y_shape=[int(d) for d in y.shape[1:]],
+        x_dtype=str(x.dtype),
+        y_dtype=str(y.dtype),
+    )
+
+
+def _staging_dir(datasets_dir: Path) -> Path:
+    path = datasets_dir / f".staging-{uuid.uuid4().hex}"
+    path.mkdir(parents=True)
+    return path
+

@@ -1,0 +1,40 @@
+"""The FastAPI application factory. Nothing imported from here loads TensorFlow."""
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app.api import docs, problems
+from app.api.routes import datasets, health, jobs
+from app.db import make_engine, make_session_factory
+from app.migrate import upgrade_to_head
+from app.queue import make_celery
+from app.services.spec_check import spec_checker
+from app.settings import Settings, get_settings
+
+DESCRIPTION = """Train Keras models over HTTP. Upload a dataset, submit a job, and poll its
+per-epoch metrics while a Celery worker runs `model.fit`. Errors are RFC 9457 `application/problem+json`."""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    settings.prepare_data_dir()
+    engine = make_engine(settings.resolved_database_url)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        upgrade_to_head(settings.resolved_database_url)
+        spec_checker.start()
+        yield
+        engine.dispose()
+
+    app = FastAPI(title="Epochly", version="0.1.0", description=DESCRIPTION, lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.settings = settings
+    app.state.session_factory = make_session_factory(engine)
+    app.state.celery = make_celery(settings)
+    problems.install(app)
+    docs.install(app)
+    app.include_router(health.router)
+    app.include_router(datasets.router)
+    app.include_router(jobs.router)
+    return app

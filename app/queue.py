@@ -1,0 +1,56 @@
+"""The Celery app both sides share: the API enqueues by task name and never imports worker code."""
+from celery import Celery
+
+from app.settings import Settings
+
+TRAIN_TASK = "epochly.train"
+TRAIN_QUEUE = "epochly"
+# A job may train for hours; Redis must not hand its unacked message to another worker meanwhile.
+REDIS_VISIBILITY_TIMEOUT_S = 7 * 24 * 3600
+
+
+def make_celery(settings: Settings) -> Celery:
+    url = settings.resolved_broker_url
+    settings.prepare_data_dir()
+    celery = Celery("epochly", broker=url)
+    celery.conf.update(
+        task_default_queue=TRAIN_QUEUE,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_ignore_result=True,
+        worker_prefetch_multiplier=1,
+        broker_connection_retry_on_startup=True,
+        task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
+        worker_hijack_root_logger=False,
+    )
+    if url.startswith("filesystem://"):
+        # The embedded broker: messages are files in one folder that the API writes and the worker reads.
+        queue_dir = settings.broker_dir / "queue"
+        processed_dir = settings.broker_dir / "processed"
+        queue_dir.mkdir(parents=True, exist_ok=True)
+        processed_dir.mkdir(parents=True, exist_ok=True)
+        celery.conf.broker_transport_options = {
+            "data_folder_in": str(queue_dir),
+            "data_folder_out": str(queue_dir),
+            "processed_folder": str(processed_dir),
+            "store_processed": False,
+            "polling_interval": 0.1,
+        }
+        # Remote control and events need a fan-out exchange, which the folder transport lacks.
+        celery.conf.worker_enable_remote_control = False
+    elif url.startswith(("redis://", "rediss://")):
+        celery.conf.broker_transport_options = {"visibility_timeout": REDIS_VISIBILITY_TIMEOUT_S}
+    return celery
+
+
+def enqueue_training(celery: Celery, job_id: str) -> None:
+    celery.send_task(TRAIN_TASK, args=[job_id], queue=TRAIN_QUEUE)
+
+
+def broker_reachable(celery: Celery) -> bool:
+    try:
+        with celery.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0.2, timeout=2)
+        return True
+    except Exception:
+        return False

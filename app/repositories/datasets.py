@@ -1,0 +1,36 @@
+"""Dataset queries."""
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.models import Dataset, Job
+from app.repositories.pagination import Page, newest_first
+
+ACTIVE_STATUSES = ("queued", "running")
+
+
+def add(session: Session, dataset: Dataset) -> Dataset:
+    session.add(dataset)
+    session.flush()
+    return dataset
+
+
+def get(session: Session, dataset_id: str) -> Dataset | None:
+    return session.get(Dataset, dataset_id)
+
+
+def page(session: Session, *, cursor: str | None, limit: int) -> Page[Dataset]:
+    return newest_first(session, select(Dataset), Dataset, cursor, limit)
+
+
+def active_job_count(session: Session, dataset_id: str) -> int:
+    stmt = select(func.count()).select_from(Job).where(Job.dataset_id == dataset_id, Job.status.in_(ACTIVE_STATUSES))
+    return int(session.scalar(stmt) or 0)
+
+
+def storage_users(session: Session, storage_key: str) -> int:
+    return int(session.scalar(select(func.count()).select_from(Dataset).where(Dataset.storage_key == storage_key)) or 0)
+
+
+def delete(session: Session, dataset: Dataset) -> None:
+    session.delete(dataset)
+    session.flush()

@@ -1,0 +1,64 @@
+"""`make run`: migrate, then run the API and one worker, restarting the worker if it dies; Ctrl-C stops both."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from app.migrate import upgrade_to_head
+from app.settings import get_settings
+
+WORKER_RESTART_DELAY_S = 2.0
+
+
+def worker_command(concurrency_name: str = "worker1") -> list[str]:
+    return [
+        sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
+        "--pool=solo", "--without-mingle", "--without-gossip", "--loglevel=INFO",
+        "-n", f"{concurrency_name}@%h",
+    ]
+
+
+def api_command(host: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory", "--host", host, "--port", str(port)]
+
+
+def main() -> None:
+    settings = get_settings()
+    settings.prepare_data_dir()
+    upgrade_to_head(settings.resolved_database_url)
+    env = dict(os.environ)
+    api = subprocess.Popen(api_command(settings.host, settings.port), env=env)
+    worker = subprocess.Popen(worker_command(), env=env)
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    print(f"Epochly on http://{settings.host}:{settings.port} (docs at /docs); Ctrl-C stops it", flush=True)
+    try:
+        while not stopping:
+            if api.poll() is not None:
+                print(f"the API exited with code {api.returncode}; stopping", file=sys.stderr)
+                break
+            if worker.poll() is not None:
+                print(f"the worker exited with code {worker.returncode}; restarting it", file=sys.stderr)
+                time.sleep(WORKER_RESTART_DELAY_S)
+                worker = subprocess.Popen(worker_command(), env=env)
+            time.sleep(0.5)
+    finally:
+        for process in (api, worker):
+            if process.poll() is None:
+                process.terminate()
+        for process in (api, worker):
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""Dataset uploads, the tutorial example, listing and deletion."""
+from pathlib import Path
+from typing import BinaryIO
+
+from sqlalchemy.orm import Session
+
+from app import ingest
+from app.errors import DatasetInUse, DatasetNotFound, InvalidDataset, PayloadTooLarge
+from app.examples import SIDE_EFFECTS_NAME, side_effects
+from app.models import Dataset
+from app.repositories import datasets as datasets_repo
+from app.repositories.pagination import Page
+from app.settings import Settings
+
+
+def upload_dataset(
+    session: Session, settings: Settings, *, stream: BinaryIO, filename: str | None, name: str | None, target: str | None
+) -> Dataset:
+    try:
+        upload = ingest.receive(stream, settings.uploads_dir, settings.max_upload_bytes)
+    except ingest.UploadTooLarge as exc:
+        raise PayloadTooLarge(str(exc)) from None
+    try:
+        file_format = ingest.detect_format(upload, filename)
+        if file_format == "npz":
+            if target is not None:
+                raise ingest.DatasetRejected("`target` applies to CSV files only; an .npz names its labels y")
+            stored = ingest.store_npz(upload, settings.datasets_dir)
+        else:
+            stored = ingest.store_csv(upload, target, settings.datasets_dir)
+    except ingest.DatasetRejected as exc:
+        raise InvalidDataset(str(exc)) from None
+    finally:
+        upload.path.unlink(missing_ok=True)
+    return datasets_repo.add(
+        session,
+        Dataset(
+            name=name or Path(filename or "dataset").name[:200],
+            format=file_format,
+            sha256=upload.sha256,
+            size_bytes=upload.size_bytes,
+            **_stored_fields(stored),
+        ),
+    )
+
+
+def create_side_effects_example(session: Session, settings: Settings) -> Dataset:
+    x, y = side_effects()
+    stored, digest, size = ingest.store_arrays(x, y, settings.datasets_dir)
+    return datasets_repo.add(
+        session,
+        Dataset(name=SIDE_EFFECTS_NAME, format="example", sha256=digest, size_bytes=size, **_stored_fields(stored)),
+    )
+
+
+def get_dataset(session: Session, dataset_id: str) -> Dataset:
+    dataset = datasets_repo.get(session, dataset_id)
+    if dataset is None:
+        raise DatasetNotFound(f"no dataset with id {dataset_id!r}")
+    return dataset
+
+
+def list_datasets(session: Session, *, cursor: str | None, limit: int) -> Page[Dataset]:
+    return datasets_repo.page(session, cursor=cursor, limit=limit)
+
+
+def delete_dataset(session: Session, settings: Settings, dataset_id: str) -> None:
+    dataset = get_dataset(session, dataset_id)
+    active = datasets_repo.active_job_count(session, dataset_id)
+    if active:
+        raise DatasetInUse(f"dataset {dataset_id!r} is used by {active} queued or running job(s); wait or cancel them first")
+    storage_key = dataset.storage_key
+    datasets_repo.delete(session, dataset)
+    if datasets_repo.storage_users(session, storage_key) == 0:
+        ingest.remove_storage(settings.datasets_dir, storage_key)
+
+
+def _stored_fields(stored: ingest.StoredArrays) -> dict[str, object]:
+    return {
+        "storage_key": stored.storage_key,
+        "n_samples": stored.n_samples,
+        "x_shape": stored.x_shape,
+        "y_shape": stored.y_shape,
+        "x_dtype": stored.x_dtype,
+        "y_dtype": stored.y_dtype,
+    }

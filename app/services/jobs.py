@@ -1,0 +1,92 @@
+"""Submitting jobs, reading their state, metrics, log and trained model."""
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from app import ingest
+from app.errors import DatasetNotFound, FieldError, InvalidSpec, JobNotFound, ModelNotReady
+from app.models import EpochMetric, Job
+from app.repositories import datasets as datasets_repo
+from app.repositories import jobs as jobs_repo
+from app.repositories.pagination import Page
+from app.services.spec_check import spec_checker
+from app.settings import Settings
+from app.specs import JobCreate
+
+# Enough real samples to catch label/output mismatches without reading a big dataset.
+SPEC_CHECK_SAMPLES = 32
+
+
+def submit_job(session: Session, settings: Settings, payload: JobCreate) -> Job:
+    dataset = datasets_repo.get(session, payload.dataset_id)
+    if dataset is None:
+        raise InvalidSpec(
+            "the job names a dataset that does not exist",
+            [FieldError("dataset_id", f"no dataset with id {payload.dataset_id!r}")],
+        )
+    training = payload.model_dump(mode="json", include={"model", "compile", "fit"})
+    n_train = int(np.ceil(dataset.n_samples * (1.0 - payload.fit.validation_split)))
+    if n_train < 1 or (payload.fit.validation_split > 0 and n_train >= dataset.n_samples):
+        raise InvalidSpec(
+            "validation_split leaves no data for training or for validation",
+            [FieldError("fit.validation_split", f"{payload.fit.validation_split} of {dataset.n_samples} samples leaves an empty split")],
+        )
+    x, y = ingest.load_arrays(settings.datasets_dir, dataset.storage_key, mmap=True)
+    take = min(SPEC_CHECK_SAMPLES, n_train)
+    problems = spec_checker.check(training, np.array(x[:take]), np.array(y[:take]), settings.spec_check_timeout_s)
+    if problems:
+        raise InvalidSpec(
+            f"{problems[0]['path']}: {problems[0]['message']}",
+            [FieldError(p["path"], p["message"]) for p in problems],
+        )
+    job = Job(
+        name=payload.name,
+        tags=payload.tags,
+        dataset_id=dataset.id,
+        spec={"dataset_id": dataset.id, **training},
+        status="queued",
+        epochs_total=payload.fit.epochs,
+        epochs_completed=0,
+    )
+    return jobs_repo.add(session, job, message="submitted; waiting for a worker")
+
+
+def withdraw_job(session: Session, job: Job) -> None:
+    """Remove a job the broker never accepted, so no row waits for a worker that will never come."""
+    jobs_repo.delete(session, job)
+
+
+def get_job(session: Session, job_id: str) -> Job:
+    job = jobs_repo.get(session, job_id)
+    if job is None:
+        raise JobNotFound(f"no job with id {job_id!r}")
+    return job
+
+
+def list_jobs(session: Session, *, status: str | None, cursor: str | None, limit: int) -> Page[Job]:
+    return jobs_repo.page(session, status=status, cursor=cursor, limit=limit)
+
+
+def job_epochs(session: Session, job_id: str, after: int = 0) -> tuple[Job, list[EpochMetric]]:
+    job = get_job(session, job_id)
+    return job, jobs_repo.epochs_after(session, job_id, after)
+
+
+def keras_log(job: Job, epochs: list[EpochMetric]) -> str:
+    """Keras' verbose=2 lines: `Epoch 3/20 - 0s - loss: 0.5748 - accuracy: 0.7010`."""
+    lines = []
+    for row in epochs:
+        ordered = sorted(row.logs.items(), key=lambda kv: (kv[0] != "loss", kv[0].startswith("val_")))
+        values = " - ".join(f"{key}: {value:.4f}" for key, value in ordered)
+        lines.append(f"Epoch {row.epoch}/{job.epochs_total} - {round(row.duration_s)}s - {values}")
+    if job.error:
+        lines.append(f"{job.error.get('type', 'Error')}: {job.error.get('message', '')}")
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def model_file(session: Session, job_id: str) -> Path:
+    job = get_job(session, job_id)
+    if job.status != "succeeded" or not job.model_path or not Path(job.model_path).is_file():
+        raise ModelNotReady(f"job {job_id!r} has no trained model yet (status: {job.status}); it is kept once the job succeeds")
+    return Path(job.model_path)

@@ -1,0 +1,51 @@
+"""Process settings, read once from the environment (12-factor names)."""
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore")
+
+    # Empty means "the embedded default under DATA_DIR", so one variable moves everything.
+    database_url: str = ""
+    broker_url: str = ""
+    data_dir: Path = Path("./var")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # How long a submit waits for the Keras spec check before answering 503.
+    spec_check_timeout_s: float = 120.0
+    max_upload_bytes: int = 2 * 1024**3
+
+    def prepare_data_dir(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'epochly.db').resolve()}"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    @property
+    def broker_dir(self) -> Path:
+        return (self.data_dir / "broker").resolve()
+
+    @property
+    def datasets_dir(self) -> Path:
+        return (self.data_dir / "datasets").resolve()
+
+    @property
+    def models_dir(self) -> Path:
+        return (self.data_dir / "models").resolve()
+
+    @property
+    def uploads_dir(self) -> Path:
+        return (self.data_dir / "uploads").resolve()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

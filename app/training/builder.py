@@ -1,0 +1,203 @@
+"""Turn a validated spec into a compiled Keras model; every refusal names the JSON path at fault."""
+import json
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import numpy as np
+
+from app.specs import CompileSpec, NamedObjectSpec, TrainingSpec
+from app.training.registry import (
+    DENIED_CLASSES,
+    layer_classes,
+    loss_classes,
+    metric_classes,
+    optimizer_classes,
+    unsafe_config_reason,
+)
+
+MAX_PARAMS = 50_000_000
+# compile() resolves these against the loss, so they are not in keras.metrics' lookup table.
+COMPILE_METRIC_ALIASES = frozenset({"accuracy", "acc", "crossentropy", "ce"})
+INPUT_SHAPE_KWARGS = ("input_shape", "batch_input_shape", "batch_shape", "input_dim")
+
+
+class SpecError(Exception):
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = path
+        self.message = message
+
+
+def training_split(n_samples: int, validation_split: float) -> int:
+    """How many leading samples Keras trains on (the same formula as `model.fit`)."""
+    return int(math.ceil(n_samples * (1.0 - validation_split)))
+
+
+def build_model(spec: TrainingSpec, x_shape: Sequence[int], x_train: np.ndarray) -> keras.Model:
+    """`x_train` supplies the normalization statistics when `fit.normalize` asks for them."""
+    x_shape = tuple(int(d) for d in x_shape)
+    normalizer = _normalizer(spec.fit.normalize, x_train) if spec.fit.normalize else None
+    if spec.model.keras_json is not None:
+        model = _model_from_keras_json(spec.model.keras_json, x_shape, normalizer)
+    else:
+        model = _model_from_layers(spec.model.layers or [], x_shape, normalizer)
+    if model.count_params() > MAX_PARAMS:
+        raise SpecError("model", f"the model has {model.count_params():,} parameters; the limit is {MAX_PARAMS:,}")
+    return model
+
+
+def compile_model(model: keras.Model, spec: CompileSpec, **compile_kwargs: Any) -> None:
+    model.compile(
+        optimizer=_optimizer(spec.optimizer),
+        loss=_loss(spec.loss),
+        metrics=[_metric(metric, index) for index, metric in enumerate(spec.metrics)],
+        **compile_kwargs,
+    )
+
+
+def _model_from_layers(layer_specs: Sequence[Any], x_shape: tuple[int, ...], normalizer: Any) -> keras.Model:
+    inputs = keras.Input(shape=x_shape)
+    tensor = normalizer(inputs) if normalizer is not None else inputs
+    for index, layer_spec in enumerate(layer_specs):
+        path = f"model.layers[{index}]"
+        if layer_spec.type in DENIED_CLASSES:
+            raise SpecError(f"{path}.type", f"{layer_spec.type} layers run code or read server files and are not allowed")
+        cls = layer_classes().get(layer_spec.type)
+        if cls is None:
+            raise SpecError(f"{path}.type", f"unknown layer type {layer_spec.type!r}: use a class name from keras.layers, e.g. 'Dense'")
+        kwargs = layer_spec.kwargs()
+        _refuse_unsafe(path, kwargs)
+        declared = next((kwargs.pop(k) for k in INPUT_SHAPE_KWARGS if k in kwargs), None)
+        if declared is not None:
+            _check_declared_input(f"{path}.input_shape", declared, x_shape)
+        try:
+            layer = cls(**kwargs)
+        except Exception as exc:  # Keras raises TypeError, ValueError or its own errors for bad arguments
+            raise SpecError(_argument_path(path, kwargs, exc), clean_error(exc)) from None
+        try:
+            tensor = layer(tensor)
+        except Exception as exc:
+            raise SpecError(path, f"{layer_spec.type} cannot take an input of shape {_shape(tensor.shape)}: {clean_error(exc)}") from None
+    return keras.Model(inputs, tensor)
+
+
+def _model_from_keras_json(config: dict[str, Any], x_shape: tuple[int, ...], normalizer: Any) -> keras.Model:
+    _refuse_unsafe("model.keras_json", config)
+    try:
+        model = keras.models.model_from_json(json.dumps(config))
+    except Exception as exc:
+        raise SpecError("model.keras_json", f"Keras could not rebuild the model: {clean_error(exc)}") from None
+    if not getattr(model, "inputs", None):
+        raise SpecError("model.keras_json", "the model has no defined input shape; give it an Input layer")
+    if len(model.inputs) != 1:
+        raise SpecError("model.keras_json", f"the model has {len(model.inputs)} inputs; datasets give one")
+    _check_declared_input("model.keras_json", model.inputs[0].shape[1:], x_shape)
+    if normalizer is None:
+        return model
+    inputs = keras.Input(shape=x_shape)
+    return keras.Model(inputs, model(normalizer(inputs)))
+
+
+def _check_declared_input(path: str, declared: Any, x_shape: tuple[int, ...]) -> None:
+    if isinstance(declared, int):
+        declared = [declared]
+    declared = list(declared)
+    # batch_input_shape carries a leading batch dimension.
+    if len(declared) == len(x_shape) + 1 and declared[0] is None:
+        declared = declared[1:]
+    if len(declared) != len(x_shape) or any(d is not None and d != x for d, x in zip(declared, x_shape, strict=False)):
+        raise SpecError(path, f"the model expects samples of shape {_shape(declared)} but the dataset's samples have shape {_shape(x_shape)}")
+
+
+def _normalizer(kind: str, x_train: np.ndarray) -> keras.layers.Layer:
+    axes = tuple(range(1, x_train.ndim))
+    x64 = np.asarray(x_train, dtype=np.float64)
+    if kind == "standard":
+        mean, variance = x64.mean(axis=0), x64.var(axis=0)
+    else:  # minmax: (x - min) / (max - min), expressed as a Normalization so it saves with the model
+        low, high = x64.min(axis=0), x64.max(axis=0)
+        span = np.where(high > low, high - low, 1.0)
+        mean, variance = low, span**2
+    return keras.layers.Normalization(axis=axes or None, mean=mean, variance=variance, name="epochly_normalize")
+
+
+def _optimizer(spec: str | NamedObjectSpec) -> keras.optimizers.Optimizer:
+    if isinstance(spec, str):
+        try:
+            return keras.optimizers.get(spec)
+        except ValueError:
+            raise SpecError("compile.optimizer", f"unknown optimizer {spec!r}; known: {_names(optimizer_classes())}") from None
+    return _instantiate("compile.optimizer", spec, optimizer_classes(), "optimizer")
+
+
+def _loss(spec: str | NamedObjectSpec) -> Any:
+    if isinstance(spec, str):
+        try:
+            keras.losses.get(spec)
+        except ValueError:
+            raise SpecError("compile.loss", f"unknown loss {spec!r}: use a name from keras.losses, e.g. 'mse'") from None
+        return spec
+    return _instantiate("compile.loss", spec, loss_classes(), "loss")
+
+
+def _metric(spec: str | NamedObjectSpec, index: int) -> Any:
+    path = f"compile.metrics[{index}]"
+    if isinstance(spec, str):
+        if spec not in COMPILE_METRIC_ALIASES:
+            try:
+                keras.metrics.get(spec)
+            except ValueError:
+                raise SpecError(path, f"unknown metric {spec!r}: use a name from keras.metrics, e.g. 'accuracy'") from None
+        return spec
+    return _instantiate(path, spec, metric_classes(), "metric")
+
+
+def _instantiate(path: str, spec: NamedObjectSpec, classes: dict[str, type], kind: str) -> Any:
+    cls = classes.get(spec.type)
+    if cls is None:
+        raise SpecError(f"{path}.type", f"unknown {kind} {spec.type!r}; known: {_names(classes)}")
+    kwargs = spec.kwargs()
+    _refuse_unsafe(path, kwargs)
+    try:
+        return cls(**kwargs)
+    except Exception as exc:
+        raise SpecError(_argument_path(path, kwargs, exc), clean_error(exc)) from None
+
+
+def _refuse_unsafe(path: str, config: Any) -> None:
+    found = unsafe_config_reason(config)
+    if found:
+        raise SpecError(path + found[0], found[1])
+
+
+def _argument_path(path: str, kwargs: dict[str, Any], exc: Exception) -> str:
+    """Point at the keyword the error is about, when Keras' message names one."""
+    message = str(exc)
+    named = re.findall(r"`(\w+)`", message) + re.findall(r"'(\w+)'", message)
+    for name in named:
+        if name in kwargs:
+            return f"{path}.{name}"
+    for name in kwargs:
+        if re.search(rf"\b{re.escape(name)}\b", message):
+            return f"{path}.{name}"
+    return path
+
+
+def clean_error(exc: BaseException) -> str:
+    """Keras and TensorFlow messages carry graph-node names and op tags; keep the sentence a user needs."""
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", str(exc)).strip()
+    text = re.sub(r"\s*\[Op:[^\]]*\].*$", "", text, flags=re.S)
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return first[:500]
+
+
+def _shape(shape: Any) -> str:
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _names(classes: dict[str, type]) -> str:
+    names = sorted(classes)
+    return ", ".join(names[:12]) + (", …" if len(names) > 12 else "")

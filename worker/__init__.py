@@ -1,0 +1,1 @@
+"""The Celery worker: one training job at a time per process, TensorFlow loaded once per process."""

@@ -1,0 +1,39 @@
+"""Celery tasks: thin wrappers around worker/runner.py. Importing this module loads TensorFlow once."""
+import logging
+import os
+import socket
+from functools import cache
+
+import numpy as np
+from celery.signals import worker_ready
+
+from app.queue import TRAIN_TASK
+from app.settings import get_settings
+from app.specs import TrainingSpec
+from app.training.trainer import train
+from worker.celery_app import celery
+from worker.runner import WorkerContext, run_job
+
+log = logging.getLogger("epochly.worker")
+
+
+@cache
+def context() -> WorkerContext:
+    return WorkerContext(settings=get_settings(), worker_name=f"{socket.gethostname()} (pid {os.getpid()})")
+
+
+@celery.task(name=TRAIN_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def train_job(job_id: str) -> None:
+    run_job(job_id, context())
+
+
+@worker_ready.connect
+def _warm_up(**_: object) -> None:
+    """Pay TensorFlow's one-off start-up costs (thread pools, first graph trace) before the first job."""
+    spec = TrainingSpec.model_validate(
+        {"model": {"layers": [{"type": "Dense", "units": 1}]}, "compile": {"loss": "mse"}, "fit": {"epochs": 1}}
+    )
+    path = context().settings.models_dir / ".warm-up.keras"
+    train(spec, np.zeros((4, 1), np.float32), np.zeros((4,), np.float32), on_epoch=lambda *_: None, model_path=path)
+    path.unlink(missing_ok=True)
+    log.info("worker warm: TensorFlow loaded once for this process")
