@@ -8,6 +8,7 @@ import hashlib
 import math
 import shutil
 import uuid
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,7 +160,9 @@ def _csv_header(path: Path) -> list[str]:
 
 def _parse_numeric_csv(path: Path, header: list[str]) -> np.ndarray:
     try:
-        table = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64, ndmin=2, encoding="utf-8")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "input contained no data": reported below, in words
+            table = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64, ndmin=2, encoding="utf-8")
     except ValueError:
         raise DatasetRejected(_locate_csv_problem(path, header)) from None
     if table.shape[0] == 0:

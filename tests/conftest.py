@@ -1,0 +1,134 @@
+"""Shared fixtures: real PostgreSQL, Redis and Celery workers; the embedded default in a temp folder.
+
+With CI=true a missing service fails the test that needs it; elsewhere it is skipped with a reason.
+"""
+import os
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from app.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN_URL = os.environ.get("EPOCHLY_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    if _reachable(host, port):
+        return
+    message = f"{name} is not reachable at {host}:{port}"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message + " (CI=true: a missing service is a failure, not a skip)")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh database per test session, built by the app's own migrations when the app starts."""
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    from sqlalchemy import create_engine, text
+
+    name = f"epochly_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """A numbered Redis database of its own, flushed before use."""
+    require_service("Redis", REDIS_HOST, REDIS_PORT)
+    import redis
+
+    db = 11
+    redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db).flushdb()
+    return f"redis://{REDIS_HOST}:{REDIS_PORT}/{db}"
+
+
+def embedded_settings(data_dir: Path) -> Settings:
+    return Settings(data_dir=data_dir, database_url="", broker_url="")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return embedded_settings(tmp_path / "var")
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def example_dataset(client: TestClient) -> dict:
+    response = client.post("/v1/datasets/examples/side-effects")
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+class Worker:
+    """A real `celery worker` process (solo pool) against the given back end."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        self.settings = settings
+        self.log_path = log_path
+        env = {
+            **os.environ,
+            "DATABASE_URL": settings.database_url,
+            "BROKER_URL": settings.broker_url,
+            "DATA_DIR": str(settings.data_dir),
+        }
+        from app.serve import worker_command
+
+        self._log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            worker_command(f"test-{uuid.uuid4().hex[:6]}"), cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    def wait_ready(self, timeout_s: float = 90) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited early:\n{self.log_path.read_text()[-3000:]}")
+            if b" ready." in self.log_path.read_bytes():
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"worker not ready after {timeout_s}s:\n{self.log_path.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self._log.close()
+
+
+def start_worker(settings: Settings, log_path: Path) -> Worker:
+    settings.prepare_data_dir()
+    worker = Worker(settings, log_path)
+    worker.wait_ready()
+    return worker
+

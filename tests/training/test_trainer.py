@@ -1,0 +1,71 @@
+"""Training in-process: epoch reporting, seeding and the normalization built into the model."""
+import numpy as np
+import pytest
+
+from app.specs import TrainingSpec
+from app.training.trainer import NonFiniteLoss, train
+
+
+def spec(**fit) -> TrainingSpec:
+    return TrainingSpec.model_validate(
+        {
+            "model": {"layers": [{"type": "Dense", "units": 8, "activation": "relu"}, {"type": "Dense", "units": 2, "activation": "softmax"}]},
+            "compile": {"optimizer": {"type": "Adam", "learning_rate": 0.01}, "loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]},
+            "fit": {"epochs": 3, "batch_size": 16, **fit},
+        }
+    )
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(1)
+    x = rng.uniform(13, 100, size=(200, 1)).astype(np.float32)
+    return x, (x[:, 0] > 60).astype(np.int32)
+
+
+def run(training_spec, x, y, tmp_path):
+    rows = []
+    model = train(training_spec, x, y, on_epoch=lambda e, logs, d: rows.append((e, logs, d)), model_path=tmp_path / "m.keras")
+    return model, rows
+
+
+def test_each_epoch_is_reported_once_in_order_with_keras_logs(data, tmp_path):
+    _, rows = run(spec(validation_split=0.25), *data, tmp_path)
+    assert [r[0] for r in rows] == [1, 2, 3]
+    assert set(rows[0][1]) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert all(r[2] > 0 for r in rows)
+    assert (tmp_path / "m.keras").is_file()
+
+
+def test_same_seed_gives_identical_losses_and_another_seed_does_not(data, tmp_path):
+    first = [r[1]["loss"] for r in run(spec(seed=7), *data, tmp_path)[1]]
+    again = [r[1]["loss"] for r in run(spec(seed=7), *data, tmp_path)[1]]
+    other = [r[1]["loss"] for r in run(spec(seed=8), *data, tmp_path)[1]]
+    assert first == again
+    assert first != other
+
+
+@pytest.mark.parametrize("kind", ["minmax", "standard"])
+def test_normalization_is_fitted_on_training_data_and_saved_in_the_model(data, tmp_path, kind):
+    import keras
+
+    x, y = data
+    model, _ = run(spec(normalize=kind, epochs=1), x, y, tmp_path)
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    normalize = keras.Model(loaded.inputs, loaded.get_layer("epochly_normalize").output)
+    scaled = normalize.predict(x, verbose=0)[:, 0]
+    if kind == "minmax":
+        assert scaled.min() == pytest.approx(0.0, abs=1e-6) and scaled.max() == pytest.approx(1.0, abs=1e-6)
+    else:
+        assert scaled.mean() == pytest.approx(0.0, abs=1e-4) and scaled.std() == pytest.approx(1.0, abs=1e-3)
+    np.testing.assert_allclose(loaded.predict(x[:5], verbose=0), model.predict(x[:5], verbose=0), rtol=1e-6)
+
+
+def test_nan_loss_stops_training_with_a_clear_error(tmp_path):
+    x = np.full((32, 2), np.float32(1e30))
+    y = np.full((32,), np.float32(1e30))
+    bad = TrainingSpec.model_validate(
+        {"model": {"layers": [{"type": "Dense", "units": 1}]}, "compile": {"optimizer": "sgd", "loss": "mse"}, "fit": {"epochs": 3}}
+    )
+    with pytest.raises(NonFiniteLoss, match="loss became"):
+        run(bad, x, y, tmp_path)
