@@ -1,19 +1,23 @@
 """The FastAPI application factory. Nothing imported from here loads TensorFlow."""
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from app.api import docs, problems
-from app.api.routes import datasets, health, jobs
+from app.api.routes import datasets, events, health, jobs
 from app.db import make_engine, make_session_factory
+from app.events.hub import EventHub
+from app.events.publisher import make_publisher
 from app.migrate import upgrade_to_head
 from app.queue import make_celery
 from app.services.spec_check import spec_checker
 from app.settings import Settings, get_settings
 
 DESCRIPTION = """Train Keras models over HTTP. Upload a dataset, submit a job, and poll its
-per-epoch metrics while a Celery worker runs `model.fit`. Errors are RFC 9457 `application/problem+json`."""
+per-epoch metrics, or stream them live, while a Celery worker runs `model.fit`. Errors are RFC 9457 `application/problem+json`."""
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -25,16 +29,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         upgrade_to_head(settings.resolved_database_url)
         spec_checker.start()
+        hub_task = asyncio.create_task(app.state.hub.run(settings))
         yield
+        hub_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await hub_task
         engine.dispose()
 
     app = FastAPI(title="Epochly", version="0.1.0", description=DESCRIPTION, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.session_factory = make_session_factory(engine)
     app.state.celery = make_celery(settings)
+    app.state.hub = EventHub()
+    app.state.publisher = make_publisher(settings)
     problems.install(app)
     docs.install(app)
     app.include_router(health.router)
     app.include_router(datasets.router)
     app.include_router(jobs.router)
+    app.include_router(events.router)
     return app

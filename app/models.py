@@ -72,6 +72,8 @@ class Job(Base):
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     worker: Mapped[str | None] = mapped_column(String(200))
     model_path: Mapped[str | None] = mapped_column(Text)
+    # Set by POST /cancel on a running job; the worker stops at the next batch boundary.
+    cancel_requested_at: Mapped[datetime | None]
 
     history: Mapped[list["JobEvent"]] = relationship(
         order_by="JobEvent.id", cascade="all, delete-orphan", lazy="selectin"

@@ -10,7 +10,7 @@ from celery.signals import worker_ready
 from app.queue import TRAIN_TASK
 from app.settings import get_settings
 from app.specs import TrainingSpec
-from app.training.trainer import train
+from app.training.trainer import EpochReporter, train
 from worker.celery_app import celery
 from worker.runner import WorkerContext, run_job
 
@@ -27,6 +27,17 @@ def train_job(job_id: str) -> None:
     run_job(job_id, context())
 
 
+class _SilentHooks:
+    def epoch_finished(self, epoch: int, logs: dict[str, float], duration_s: float) -> None:
+        pass
+
+    def progress(self, epoch: int, batch: int, batches: int | None) -> None:
+        pass
+
+    def should_stop(self) -> bool:
+        return False
+
+
 @worker_ready.connect
 def _warm_up(**_: object) -> None:
     """Pay TensorFlow's one-off start-up costs (thread pools, first graph trace) before the first job."""
@@ -34,6 +45,7 @@ def _warm_up(**_: object) -> None:
         {"model": {"layers": [{"type": "Dense", "units": 1}]}, "compile": {"loss": "mse"}, "fit": {"epochs": 1}}
     )
     path = context().settings.models_dir / ".warm-up.keras"
-    train(spec, np.zeros((4, 1), np.float32), np.zeros((4,), np.float32), on_epoch=lambda *_: None, model_path=path)
+    reporter = EpochReporter(_SilentHooks())
+    train(spec, np.zeros((4, 1), np.float32), np.zeros((4,), np.float32), reporter=reporter, model_path=path)
     path.unlink(missing_ok=True)
     log.info("worker warm: TensorFlow loaded once for this process")

@@ -71,10 +71,13 @@ class DatasetPage(BaseModel):
 
 
 class JobError(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"example": {"type": "NonFiniteLoss", "message": "loss became nan in epoch 3, batch 17"}})
+    model_config = ConfigDict(
+        json_schema_extra={"example": {"type": "NonFiniteLoss", "message": "loss became nan in epoch 3, batch 17", "epoch": 3}}
+    )
 
     type: str
     message: str
+    epoch: int | None = Field(default=None, description="The 1-based epoch the job failed in (null if before training)")
 
 
 class JobEventRead(BaseModel):
@@ -103,6 +106,9 @@ class JobRead(BaseModel):
     error: JobError | None
     worker: str | None
     history: list[JobEventRead]
+    cancel_requested_at: datetime | None = Field(default=None, description="Set while a running job is being cancelled")
+    batch: int | None = Field(default=None, description="Running jobs: batches finished in the current epoch")
+    batches_per_epoch: int | None = Field(default=None, description="Running jobs: batches in one epoch")
 
 
 class JobPage(BaseModel):

@@ -1,4 +1,5 @@
 """Job, status-history and epoch-metric queries."""
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
@@ -27,7 +28,14 @@ def page(session: Session, *, status: str | None, cursor: str | None, limit: int
     return newest_first(session, stmt, Job, cursor, limit)
 
 
-def claim(session: Session, job_id: str, worker: str) -> Job | None:
+def add_event(session: Session, job_id: str, status: str, message: str, at: datetime | None = None) -> JobEvent:
+    event = JobEvent(job_id=job_id, status=status, message=message, at=at or utcnow())
+    session.add(event)
+    session.flush()
+    return event
+
+
+def claim(session: Session, job_id: str, worker: str) -> JobEvent | None:
     """queued → running, atomically: a redelivered or duplicate message finds nothing to claim."""
     now = utcnow()
     result = session.execute(
@@ -37,24 +45,47 @@ def claim(session: Session, job_id: str, worker: str) -> Job | None:
     )
     if result.rowcount != 1:
         return None
-    session.add(JobEvent(job_id=job_id, status="running", message=f"started on {worker}", at=now))
-    session.flush()
-    return session.get(Job, job_id, populate_existing=True)
+    return add_event(session, job_id, "running", f"started on {worker}", now)
 
 
-def record_epoch(session: Session, job_id: str, epoch: int, logs: dict[str, float], duration_s: float) -> bool:
-    """Write one epoch row at most once; returns False when that epoch was already recorded."""
+def cancel_queued(session: Session, job_id: str) -> JobEvent | None:
+    now = utcnow()
+    result = session.execute(
+        update(Job).where(Job.id == job_id, Job.status == "queued").values(status="cancelled", finished_at=now)
+    )
+    if result.rowcount != 1:
+        return None
+    return add_event(session, job_id, "cancelled", "cancelled before it started", now)
+
+
+def request_cancel(session: Session, job_id: str) -> bool:
+    """Flag a running job; True when the flag was newly set (or already set)."""
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == "running", Job.cancel_requested_at.is_(None))
+        .values(cancel_requested_at=utcnow())
+    )
+    return result.rowcount == 1
+
+
+def cancel_requested(session: Session, job_id: str) -> bool:
+    return session.scalar(select(Job.cancel_requested_at).where(Job.id == job_id)) is not None
+
+
+def record_epoch(session: Session, job_id: str, epoch: int, logs: dict[str, float], duration_s: float) -> EpochMetric | None:
+    """Write one epoch row at most once; returns None when that epoch was already recorded."""
+    row = EpochMetric(job_id=job_id, epoch=epoch, logs=logs, duration_s=duration_s, finished_at=utcnow())
     try:
         with session.begin_nested():
-            session.add(EpochMetric(job_id=job_id, epoch=epoch, logs=logs, duration_s=duration_s, finished_at=utcnow()))
+            session.add(row)
     except IntegrityError:
-        return False
+        return None
     session.execute(
         update(Job)
         .where(Job.id == job_id, Job.epochs_completed < epoch)
         .values(epochs_completed=epoch, latest=logs)
     )
-    return True
+    return row
 
 
 def finish(
@@ -65,21 +96,23 @@ def finish(
     message: str,
     error: dict[str, Any] | None = None,
     model_path: str | None = None,
-) -> None:
+) -> JobEvent:
     now = utcnow()
     session.execute(
         update(Job)
         .where(Job.id == job_id)
         .values(status=status, finished_at=now, error=error, model_path=model_path)
     )
-    session.add(JobEvent(job_id=job_id, status=status, message=message, at=now))
-    session.flush()
+    return add_event(session, job_id, status, message, now)
 
 
-def epochs_after(session: Session, job_id: str, after: int, limit: int | None = None) -> list[EpochMetric]:
+def epochs_after(session: Session, job_id: str, after: int) -> list[EpochMetric]:
     stmt = select(EpochMetric).where(EpochMetric.job_id == job_id, EpochMetric.epoch > after).order_by(EpochMetric.epoch)
-    if limit:
-        stmt = stmt.limit(limit)
+    return list(session.scalars(stmt))
+
+
+def events_after(session: Session, job_id: str, after_seq: int) -> list[JobEvent]:
+    stmt = select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.id > after_seq).order_by(JobEvent.id)
     return list(session.scalars(stmt))
 
 

@@ -5,8 +5,8 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from app import ingest
-from app.errors import DatasetNotFound, FieldError, InvalidSpec, JobNotFound, ModelNotReady
-from app.models import EpochMetric, Job
+from app.errors import Conflict, FieldError, InvalidSpec, JobNotFound, ModelNotReady
+from app.models import EpochMetric, Job, JobEvent
 from app.repositories import datasets as datasets_repo
 from app.repositories import jobs as jobs_repo
 from app.repositories.pagination import Page
@@ -73,6 +73,26 @@ def job_epochs(session: Session, job_id: str, after: int = 0) -> tuple[Job, list
     return job, jobs_repo.epochs_after(session, job_id, after)
 
 
+def cancel_job(session: Session, job_id: str) -> tuple[Job, JobEvent | None]:
+    """Cancel a queued job at once, or ask a running one to stop; returns the status event to publish, if any."""
+    job = get_job(session, job_id)
+    event = jobs_repo.cancel_queued(session, job_id) if job.status == "queued" else None
+    if event is None:
+        session.refresh(job)  # the worker may have claimed it a moment ago
+        if job.status == "running":
+            jobs_repo.request_cancel(session, job_id)
+        elif job.status in ("succeeded", "failed"):
+            raise Conflict(f"job {job_id!r} already {job.status}; only queued or running jobs can be cancelled")
+    session.refresh(job)
+    return job, event
+
+
+def stream_backlog(session: Session, job_id: str, after_seq: int, after_epoch: int) -> tuple[str, list[JobEvent], list[EpochMetric]]:
+    """What a stream has not delivered yet: status events after `after_seq`, epochs after `after_epoch`."""
+    job = get_job(session, job_id)
+    return job.status, jobs_repo.events_after(session, job_id, after_seq), jobs_repo.epochs_after(session, job_id, after_epoch)
+
+
 def keras_log(job: Job, epochs: list[EpochMetric]) -> str:
     """Keras' verbose=2 lines: `Epoch 3/20 - 0s - loss: 0.5748 - accuracy: 0.7010`."""
     lines = []
@@ -81,6 +101,7 @@ def keras_log(job: Job, epochs: list[EpochMetric]) -> str:
         values = " - ".join(f"{key}: {value:.4f}" for key, value in ordered)
         lines.append(f"Epoch {row.epoch}/{job.epochs_total} - {round(row.duration_s)}s - {values}")
     if job.error:
+        lines.extend(job.error.get("traceback", []))
         lines.append(f"{job.error.get('type', 'Error')}: {job.error.get('message', '')}")
     return "\n".join(lines) + ("\n" if lines else "")
 

@@ -4,38 +4,10 @@ import io
 import time
 
 import numpy as np
-import pytest
-from fastapi.testclient import TestClient
 
-from app.main import create_app
-from app.settings import Settings
 from app.specs import TUTORIAL_COMPILE, TUTORIAL_FIT, TUTORIAL_LAYERS
-from tests.conftest import embedded_settings, start_worker
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
-
-
-@pytest.fixture(scope="module", params=["embedded", "postgres-redis"])
-def backend(request, tmp_path_factory) -> Settings:
-    data_dir = tmp_path_factory.mktemp(request.param) / "var"
-    if request.param == "embedded":
-        return embedded_settings(data_dir)
-    return Settings(
-        data_dir=data_dir,
-        database_url=request.getfixturevalue("postgres_url"),
-        broker_url=request.getfixturevalue("redis_url"),
-    )
-
-
-@pytest.fixture(scope="module")
-def live(backend, tmp_path_factory):
-    """API (in-process) and one real worker process sharing a back end."""
-    with TestClient(create_app(backend)) as client:  # applies the migrations before the worker starts
-        worker = start_worker(backend, tmp_path_factory.mktemp("logs") / "worker.log")
-        try:
-            yield client
-        finally:
-            worker.stop()
 
 
 def tutorial(dataset_id: str, **fit) -> dict:
@@ -130,7 +102,10 @@ def test_diverging_job_fails_readably_and_the_worker_serves_the_next(live):
     assert failed["error"]["type"] == "NonFiniteLoss"
     assert "loss became" in failed["error"]["message"]
     assert failed["history"][-1]["status"] == "failed"
-    assert "NonFiniteLoss" in live.get(f"/v1/jobs/{failed['id']}/log").text
+    assert failed["error"]["epoch"] == 1
+    log = live.get(f"/v1/jobs/{failed['id']}/log").text
+    assert "NonFiniteLoss" in log and "Traceback" in log and "app.training.trainer" in log
+    assert "/work" not in log and "site-packages" not in log
 
     spec["compile"]["optimizer"] = "adam"
     spec["fit"]["normalize"] = "standard"

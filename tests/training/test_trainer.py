@@ -3,7 +3,24 @@ import numpy as np
 import pytest
 
 from app.specs import TrainingSpec
-from app.training.trainer import NonFiniteLoss, train
+from app.training.trainer import EpochReporter, NonFiniteLoss, train
+
+
+class RecordingHooks:
+    def __init__(self, stop_at_batch: int | None = None) -> None:
+        self.rows: list[tuple[int, dict, float]] = []
+        self.batches_seen = 0
+        self.stop_at_batch = stop_at_batch
+
+    def epoch_finished(self, epoch, logs, duration_s):
+        self.rows.append((epoch, logs, duration_s))
+
+    def progress(self, epoch, batch, batches):
+        pass
+
+    def should_stop(self):
+        self.batches_seen += 1
+        return self.stop_at_batch is not None and self.batches_seen >= self.stop_at_batch
 
 
 def spec(**fit) -> TrainingSpec:
@@ -23,10 +40,10 @@ def data():
     return x, (x[:, 0] > 60).astype(np.int32)
 
 
-def run(training_spec, x, y, tmp_path):
-    rows = []
-    model = train(training_spec, x, y, on_epoch=lambda e, logs, d: rows.append((e, logs, d)), model_path=tmp_path / "m.keras")
-    return model, rows
+def run(training_spec, x, y, tmp_path, hooks=None):
+    hooks = hooks or RecordingHooks()
+    model = train(training_spec, x, y, reporter=EpochReporter(hooks), model_path=tmp_path / "m.keras")
+    return model, hooks.rows
 
 
 def test_each_epoch_is_reported_once_in_order_with_keras_logs(data, tmp_path):
@@ -69,3 +86,13 @@ def test_nan_loss_stops_training_with_a_clear_error(tmp_path):
     )
     with pytest.raises(NonFiniteLoss, match="loss became"):
         run(bad, x, y, tmp_path)
+
+
+def test_stop_request_ends_training_at_the_next_batch_and_keeps_finished_epochs(data, tmp_path):
+    # 200 samples / batch 16 = 13 batches per epoch; ask to stop in the middle of epoch 2.
+    hooks = RecordingHooks(stop_at_batch=13 + 5)
+    model, rows = run(spec(epochs=5), *data, tmp_path, hooks)
+    assert model is None
+    assert [r[0] for r in rows] == [1]
+    assert hooks.batches_seen == 18  # not one batch more
+    assert not (tmp_path / "m.keras").exists()

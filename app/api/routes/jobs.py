@@ -2,13 +2,14 @@
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import FileResponse, PlainTextResponse
 
 from app.api.deps import CeleryDep, SessionDep, SettingsDep
 from app.api.problems import problems
 from app.api.schemas import EpochRead, JobPage, JobRead, JobStatus, MetricsRead
 from app.errors import ServiceUnavailable
+from app.events.messages import status_message
 from app.models import Job
 from app.queue import enqueue_training
 from app.services import jobs as job_service
@@ -50,9 +51,33 @@ def list_jobs(
     return JobPage(items=[JobRead.model_validate(j) for j in page.items], next_cursor=page.next_cursor)
 
 
+def job_read(request: Request, job: Job) -> JobRead:
+    """The stored job plus, while it runs, its in-epoch position as last published by the worker."""
+    read = JobRead.model_validate(job)
+    if job.status == "running" and (progress := request.app.state.hub.progress.get(job.id)):
+        read.batch = progress["batch"]
+        read.batches_per_epoch = progress["batches_per_epoch"]
+    return read
+
+
 @router.get("/{job_id}", response_model=JobRead, responses=problems(404))
-def get_job(job_id: str, session: SessionDep) -> Job:
-    return job_service.get_job(session, job_id)
+def get_job(job_id: str, session: SessionDep, request: Request) -> JobRead:
+    return job_read(request, job_service.get_job(session, job_id))
+
+
+@router.post(
+    "/{job_id}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobRead,
+    responses=problems(404, 409),
+    summary="Cancel a job: a queued job never starts; a running one stops within one batch and keeps its epochs",
+)
+def cancel_job(job_id: str, session: SessionDep, request: Request) -> JobRead:
+    job, event = job_service.cancel_job(session, job_id)
+    session.commit()
+    if event is not None:
+        request.app.state.publisher.publish(status_message(event))
+    return job_read(request, job)
 
 
 @router.get(

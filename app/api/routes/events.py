@@ -1,0 +1,111 @@
+"""GET /v1/jobs/{id}/events: Server-Sent Events for one job, resumable with Last-Event-ID.
+
+An event id is "<last status seq>.<last epoch>" (progress adds ".<batch>"): everything a client
+has seen, so a reconnect replays exactly what it missed from the database, then goes live.
+"""
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+
+from app.api.deps import SessionDep
+from app.api.problems import problems
+from app.db import session_scope
+from app.events.hub import TERMINAL
+from app.events.messages import epoch_message, status_message
+from app.services import jobs as job_service
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+# Pub/sub may drop a message (a Redis restart, a full queue): re-read the database this often regardless.
+CATCH_UP_S = 10.0
+RETRY_MS = 1000
+
+
+class Cursor:
+    def __init__(self, last_event_id: str | None) -> None:
+        self.seq, self.epoch = 0, 0
+        parts = (last_event_id or "").split(".")
+        if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit():
+            self.seq, self.epoch = int(parts[0]), int(parts[1])
+
+    def id(self, batch: int | None = None) -> str:
+        return f"{self.seq}.{self.epoch}" + (f".{batch}" if batch is not None else "")
+
+
+def existing_job_id(job_id: str, session: SessionDep) -> str:
+    """Runs before the stream starts, so an unknown job is a plain 404, not a broken stream."""
+    return job_service.get_job(session, job_id).id
+
+
+def _public(message: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in message.items() if k not in ("type", "job_id", "seq")}
+
+
+@router.get(
+    "/{job_id}/events",
+    response_class=EventSourceResponse,
+    responses={
+        **problems(404),
+        200: {
+            "description": "Events `status`, `epoch`, `progress` and a final `end`; comments keep idle streams alive.",
+            "content": {
+                "text/event-stream": {
+                    "example": 'event: epoch\nid: 2.3\ndata: {"epoch": 3, "logs": {"loss": 0.5748, "accuracy": 0.701}, '
+                    '"duration_s": 0.4, "finished_at": "2026-11-25T12:00:03Z"}\n\n'
+                }
+            },
+        },
+    },
+    summary="Stream a job's status changes, epochs and in-epoch progress as Server-Sent Events",
+)
+async def stream_job_events(
+    job_id: Annotated[str, Depends(existing_job_id)],
+    request: Request,
+    last_event_id: Annotated[str | None, Header(description="Resume after this event id")] = None,
+    after: Annotated[str | None, Query(description="Same as Last-Event-ID, for clients that cannot set headers")] = None,
+) -> AsyncIterator[ServerSentEvent]:
+    state = request.app.state
+    cursor = Cursor(last_event_id or after)
+    # Subscribe before reading the backlog, so nothing published in between is missed.
+    queue = state.hub.subscribe(job_id)
+    try:
+        while True:
+            status, backlog = await _backlog(state, job_id, cursor)
+            for event in backlog:
+                yield event
+            if status in TERMINAL:
+                yield ServerSentEvent(event="end", id=cursor.id(), data={"status": status}, retry=RETRY_MS)
+                return
+            try:
+                message = await asyncio.wait_for(queue.get(), timeout=CATCH_UP_S)
+            except TimeoutError:
+                continue
+            if message["type"] == "progress" and message["epoch"] == cursor.epoch + 1:
+                yield ServerSentEvent(event="progress", id=cursor.id(message["batch"]), data=_public(message))
+            elif message["type"] == "epoch" and message["epoch"] == cursor.epoch + 1:
+                cursor.epoch = message["epoch"]
+                yield ServerSentEvent(event="epoch", id=cursor.id(), data=_public(message))
+            # Anything else (a status change, an epoch out of order) goes through the database on the next turn.
+    finally:
+        state.hub.unsubscribe(job_id, queue)
+
+
+async def _backlog(state: Any, job_id: str, cursor: Cursor) -> tuple[str, list[ServerSentEvent]]:
+    def read() -> tuple[str, list[dict[str, Any]]]:
+        with session_scope(state.session_factory) as session:
+            status, events, epochs = job_service.stream_backlog(session, job_id, cursor.seq, cursor.epoch)
+            merged = [(e.at, status_message(e)) for e in events] + [(r.finished_at, epoch_message(r)) for r in epochs]
+        return status, [m for _, m in sorted(merged, key=lambda pair: pair[0])]
+
+    status, messages = await run_in_threadpool(read)
+    out = []
+    for message in messages:
+        if message["type"] == "status":
+            cursor.seq = message["seq"]
+        else:
+            cursor.epoch = message["epoch"]
+        out.append(ServerSentEvent(event=message["type"], id=cursor.id(), data=_public(message)))
+    return status, out

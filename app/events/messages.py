@@ -1,0 +1,30 @@
+"""The event payloads, built once from database rows so a stream and a poller see the same fields."""
+from typing import Any
+
+from app.models import EpochMetric, JobEvent
+
+
+def status_message(event: JobEvent) -> dict[str, Any]:
+    return {
+        "type": "status",
+        "job_id": event.job_id,
+        "seq": event.id,
+        "status": event.status,
+        "message": event.message,
+        "at": event.at.isoformat(),
+    }
+
+
+def epoch_message(row: EpochMetric) -> dict[str, Any]:
+    return {
+        "type": "epoch",
+        "job_id": row.job_id,
+        "epoch": row.epoch,
+        "logs": row.logs,
+        "duration_s": row.duration_s,
+        "finished_at": row.finished_at.isoformat(),
+    }
+
+
+def progress_message(job_id: str, epoch: int, batch: int, batches: int | None) -> dict[str, Any]:
+    return {"type": "progress", "job_id": job_id, "epoch": epoch, "batch": batch, "batches": batches}

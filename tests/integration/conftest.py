@@ -1,0 +1,95 @@
+"""A live service per back end: a real uvicorn API process and a real Celery worker process."""
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.serve import api_command
+from app.settings import Settings
+from tests.conftest import ROOT, embedded_settings, start_worker
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def service_env(settings: Settings) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "BROKER_URL": settings.broker_url,
+        "DATA_DIR": str(settings.data_dir),
+    }
+
+
+class ApiServer:
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._log = log_path.open("wb")
+        self.log_path = log_path
+        self.process = subprocess.Popen(
+            api_command("127.0.0.1", self.port), cwd=ROOT, env=service_env(settings), stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    def wait_ready(self, timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"API exited early:\n{self.log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"API not ready after {timeout_s}s:\n{self.log_path.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self._log.close()
+
+
+@pytest.fixture(scope="session", params=["embedded", "postgres-redis"])
+def backend(request, tmp_path_factory) -> Settings:
+    data_dir = tmp_path_factory.mktemp(request.param) / "var"
+    if request.param == "embedded":
+        return embedded_settings(data_dir)
+    return Settings(
+        data_dir=data_dir,
+        database_url=request.getfixturevalue("postgres_url"),
+        broker_url=request.getfixturevalue("redis_url"),
+    )
+
+
+@pytest.fixture(scope="session")
+def service(backend, tmp_path_factory):
+    """The API (which applies the migrations) first, then one worker."""
+    logs = tmp_path_factory.mktemp("logs")
+    backend.prepare_data_dir()
+    api = ApiServer(backend, logs / "api.log")
+    worker = None
+    try:
+        api.wait_ready()
+        worker = start_worker(backend, logs / "worker.log")
+        yield api
+    finally:
+        if worker is not None:
+            worker.stop()
+        api.stop()
+
+
+@pytest.fixture
+def live(service):
+    with httpx.Client(base_url=service.url, timeout=30) as client:
+        yield client
