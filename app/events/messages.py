@@ -1,7 +1,13 @@
 """The event payloads, built once from database rows so a stream and a poller see the same fields."""
+from datetime import datetime
 from typing import Any
 
 from app.models import EpochMetric, JobEvent
+
+
+def iso(moment: datetime) -> str:
+    """The same text pydantic writes for a UTC datetime, so streamed and polled rows compare equal."""
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 def status_message(event: JobEvent) -> dict[str, Any]:
@@ -11,7 +17,7 @@ def status_message(event: JobEvent) -> dict[str, Any]:
         "seq": event.id,
         "status": event.status,
         "message": event.message,
-        "at": event.at.isoformat(),
+        "at": iso(event.at),
     }
 
 
@@ -22,7 +28,7 @@ def epoch_message(row: EpochMetric) -> dict[str, Any]:
         "epoch": row.epoch,
         "logs": row.logs,
         "duration_s": row.duration_s,
-        "finished_at": row.finished_at.isoformat(),
+        "finished_at": iso(row.finished_at),
     }
 
 
