@@ -1,0 +1,199 @@
+"""`epochly`: upload data, submit jobs and follow them from a terminal or a script."""
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from epochly_client.client import DEFAULT_URL, Client, EpochlyError
+from epochly_client.models import Job
+from epochly_client.tutorial import TUTORIAL_JOB
+
+EXIT_FAILED = 1
+EXIT_CANCELLED = 2
+EXIT_USAGE = 64
+
+app = typer.Typer(help="Train Keras models on an Epochly service.", no_args_is_help=True, add_completion=False)
+datasets_app = typer.Typer(help="Upload and list datasets.", no_args_is_help=True)
+app.add_typer(datasets_app, name="datasets")
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the raw JSON answer, for scripts")]
+
+
+@app.callback()
+def connect(
+    ctx: typer.Context,
+    url: Annotated[str, typer.Option(envvar="EPOCHLY_URL", help="Service URL")] = DEFAULT_URL,
+    api_key: Annotated[str | None, typer.Option(envvar="EPOCHLY_API_KEY", help="API key (Bearer)")] = None,
+) -> None:
+    ctx.obj = Client(url, api_key=api_key)
+    ctx.call_on_close(ctx.obj.close)
+
+
+def _print_json(data: Any) -> None:
+    out.print_json(json.dumps(data))
+
+
+def _job_table(jobs: list[Job]) -> Table:
+    table = Table("id", "status", "epochs", "loss", "name")
+    for job in jobs:
+        loss = f"{job.latest['loss']:.4f}" if job.latest and "loss" in job.latest else ""
+        table.add_row(job.id, job.status, f"{job.epochs_completed}/{job.epochs_total}", loss, job.raw.get("name") or "")
+    return table
+
+
+@datasets_app.command("upload")
+def datasets_upload(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV with a header row, or .npz with x and y")],
+    target: Annotated[str | None, typer.Option(help="CSV label column (default: the last)")] = None,
+    name: Annotated[str | None, typer.Option(help="Dataset name (default: the file name)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Upload a CSV or .npz dataset."""
+    dataset = ctx.obj.upload_dataset(file, target=target, name=name)
+    if as_json:
+        _print_json(dataset.raw)
+    else:
+        out.print(f"{dataset.id}  {dataset.n_samples} samples, features {dataset.x_shape}, labels {dataset.y_shape}")
+
+
+@datasets_app.command("list")
+def datasets_list(ctx: typer.Context, limit: int = 50, as_json: JsonOpt = False) -> None:
+    """List datasets, newest first."""
+    datasets, _ = ctx.obj.datasets(limit=limit)
+    if as_json:
+        _print_json([d.raw for d in datasets])
+        return
+    table = Table("id", "name", "format", "samples", "x_shape")
+    for d in datasets:
+        table.add_row(d.id, d.name, d.format, str(d.n_samples), str(d.x_shape))
+    out.print(table)
+
+
+@app.command()
+def submit(
+    ctx: typer.Context,
+    spec: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Job spec JSON (as POST /v1/jobs takes)")],
+    dataset: Annotated[str | None, typer.Option(help="Dataset id (overrides the spec's dataset_id)")] = None,
+    follow: Annotated[bool, typer.Option("--follow", help="Follow the job until it ends")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Submit a job spec (JSON file); --follow watches it until it ends."""
+    try:
+        body = json.loads(spec.read_text())
+    except json.JSONDecodeError as exc:
+        err.print(f"error: {spec} is not valid JSON: {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    job = ctx.obj.submit(body, dataset_id=dataset)
+    if follow:
+        raise typer.Exit(_follow(ctx.obj, job.id, as_json))
+    if as_json:
+        _print_json(job.raw)
+    else:
+        out.print(f"{job.id} {job.status}")
+
+
+@app.command("jobs")
+def list_jobs(
+    ctx: typer.Context,
+    status: Annotated[str | None, typer.Option(help="queued, running, succeeded, failed or cancelled")] = None,
+    limit: int = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """List jobs, newest first."""
+    jobs, _ = ctx.obj.jobs(status=status, limit=limit)
+    if as_json:
+        _print_json([j.raw for j in jobs])
+    else:
+        out.print(_job_table(jobs))
+
+
+@app.command()
+def show(ctx: typer.Context, job_id: str, as_json: JsonOpt = False) -> None:
+    """Show one job: status, progress, history, error."""
+    job = ctx.obj.get(job_id)
+    if as_json:
+        _print_json(job.raw)
+        return
+    out.print(_job_table([job]))
+    for entry in job.raw.get("history", []):
+        out.print(f"  {entry['at']}  {entry['status']:<10} {entry['message']}")
+    if job.error:
+        out.print(f"[red]{job.error['type']}: {job.error['message']}[/red]")
+
+
+@app.command()
+def follow(ctx: typer.Context, job_id: str, as_json: JsonOpt = False) -> None:
+    """Follow a job live: a progress bar within each epoch, one Keras-style line per epoch."""
+    raise typer.Exit(_follow(ctx.obj, job_id, as_json))
+
+
+@app.command()
+def cancel(ctx: typer.Context, job_id: str, as_json: JsonOpt = False) -> None:
+    """Cancel a job: a queued one never starts, a running one stops at the next batch."""
+    job = ctx.obj.cancel(job_id)
+    if as_json:
+        _print_json(job.raw)
+    else:
+        out.print(f"{job.id} {'cancelled' if job.status == 'cancelled' else 'cancelling (stops at the next batch)'}")
+
+
+@app.command()
+def log(ctx: typer.Context, job_id: str) -> None:
+    """Print the job's log in Keras' verbose=2 style."""
+    sys.stdout.write(ctx.obj.log(job_id))
+
+
+@app.command()
+def example(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Upload the tutorial's data, submit the tutorial's model and follow it."""
+    dataset = ctx.obj.example_dataset()
+    job = ctx.obj.submit(TUTORIAL_JOB, dataset_id=dataset.id)
+    if not as_json:
+        out.print(f"dataset {dataset.id} ({dataset.n_samples} samples), job {job.id}")
+    raise typer.Exit(_follow(ctx.obj, job.id, as_json))
+
+
+def _follow(client: Client, job_id: str, as_json: bool) -> int:
+    total = client.get(job_id).epochs_total
+    final_status = "unknown"
+    with Progress(
+        TextColumn("Epoch {task.fields[epoch]}/" + str(total)), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=out, transient=True, disable=as_json or not out.is_terminal,
+    ) as bar:
+        task = bar.add_task("epoch", total=None, epoch=1)
+        for event in client.stream(job_id):
+            if as_json:
+                print(json.dumps({"event": event.type, "id": event.id, "data": event.data}), flush=True)
+            if event.type == "progress":
+                bar.update(task, completed=event.data["batch"], total=event.data["batches"], epoch=event.data["epoch"])
+            elif (epoch := event.epoch) is not None:
+                if not as_json:
+                    bar.console.print(epoch.keras_line(total), highlight=False)
+                bar.update(task, completed=0, epoch=epoch.epoch + 1)
+            elif event.type == "status" and not as_json and event.data["status"] in ("failed", "cancelled"):
+                bar.console.print(f"{event.data['status']}: {event.data['message']}", highlight=False)
+            elif event.type == "end":
+                final_status = event.data["status"]
+    return {"succeeded": 0, "cancelled": EXIT_CANCELLED}.get(final_status, EXIT_FAILED)
+
+
+def main() -> None:
+    try:
+        app()
+    except EpochlyError as exc:
+        err.print(f"error: {exc.detail}", highlight=False)
+        for field_error in exc.errors:
+            err.print(f"  {field_error['path']}: {field_error['message']}", highlight=False)
+        sys.exit(EXIT_FAILED)
+    except httpx.TransportError as exc:
+        err.print(f"error: cannot reach the Epochly service ({exc}); is it running? Set EPOCHLY_URL or --url", highlight=False)
+        sys.exit(EXIT_FAILED)

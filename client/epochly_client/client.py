@@ -1,0 +1,121 @@
+"""HTTP client for the Epochly API."""
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+from httpx_sse import connect_sse
+
+from epochly_client.models import Dataset, Epoch, Event, Job
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+RECONNECT_DELAY_S = 1.0
+
+
+class EpochlyError(Exception):
+    """An error answer from the service, carrying its problem details."""
+
+    def __init__(self, status: int, problem: dict[str, Any]) -> None:
+        self.status = status
+        self.problem = problem
+        self.detail = str(problem.get("detail") or problem.get("title") or f"HTTP {status}")
+        self.errors: list[dict[str, str]] = list(problem.get("errors") or [])
+        super().__init__(f"{status}: {self.detail}")
+
+
+class Client:
+    def __init__(self, base_url: str = DEFAULT_URL, api_key: str | None = None, timeout: float = 60.0) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout)
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        response = self._http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            try:
+                problem = response.json()
+            except ValueError:
+                problem = {"detail": response.text or response.reason_phrase}
+            raise EpochlyError(response.status_code, problem if isinstance(problem, dict) else {"detail": str(problem)})
+        return response
+
+    # Datasets
+    def upload_dataset(self, path: str | Path, *, target: str | None = None, name: str | None = None) -> Dataset:
+        path = Path(path)
+        form = {k: v for k, v in {"target": target, "name": name}.items() if v is not None}
+        with path.open("rb") as f:
+            response = self._request("POST", "/v1/datasets", files={"file": (path.name, f)}, data=form)
+        return Dataset.from_json(response.json())
+
+    def example_dataset(self) -> Dataset:
+        return Dataset.from_json(self._request("POST", "/v1/datasets/examples/side-effects").json())
+
+    def datasets(self, *, limit: int = 50, cursor: str | None = None) -> tuple[list[Dataset], str | None]:
+        page = self._request("GET", "/v1/datasets", params=_params(limit=limit, cursor=cursor)).json()
+        return [Dataset.from_json(d) for d in page["items"]], page["next_cursor"]
+
+    # Jobs
+    def submit(self, spec: dict[str, Any], *, dataset_id: str | None = None) -> Job:
+        body = {**spec, **({"dataset_id": dataset_id} if dataset_id else {})}
+        return Job.from_json(self._request("POST", "/v1/jobs", json=body).json())
+
+    def get(self, job_id: str) -> Job:
+        return Job.from_json(self._request("GET", f"/v1/jobs/{job_id}").json())
+
+    def jobs(self, *, status: str | None = None, limit: int = 50, cursor: str | None = None) -> tuple[list[Job], str | None]:
+        page = self._request("GET", "/v1/jobs", params=_params(status=status, limit=limit, cursor=cursor)).json()
+        return [Job.from_json(j) for j in page["items"]], page["next_cursor"]
+
+    def metrics(self, job_id: str, after: int = 0) -> list[Epoch]:
+        data = self._request("GET", f"/v1/jobs/{job_id}/metrics", params={"after": after}).json()
+        return [Epoch.from_json(e) for e in data["epochs"]]
+
+    def log(self, job_id: str) -> str:
+        return self._request("GET", f"/v1/jobs/{job_id}/log").text
+
+    def cancel(self, job_id: str) -> Job:
+        return Job.from_json(self._request("POST", f"/v1/jobs/{job_id}/cancel").json())
+
+    def download_model(self, job_id: str, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_bytes(self._request("GET", f"/v1/jobs/{job_id}/model").content)
+        return path
+
+    def stream(self, job_id: str, *, last_event_id: str | None = None) -> Iterator[Event]:
+        """Every event of a job until `end`, reconnecting with Last-Event-ID if the connection drops."""
+        while True:
+            headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+            try:
+                with connect_sse(self._http, "GET", f"/v1/jobs/{job_id}/events", headers=headers, timeout=None) as source:
+                    if source.response.status_code >= 400:
+                        source.response.read()
+                        raise EpochlyError(source.response.status_code, source.response.json())
+                    for sse in source.iter_sse():
+                        if not sse.event and not sse.data:
+                            continue
+                        last_event_id = sse.id or last_event_id
+                        event = Event(sse.event, sse.id or None, sse.json() if sse.data else {})
+                        yield event
+                        if event.type == "end":
+                            return
+            except (httpx.TransportError, httpx.RemoteProtocolError):
+                time.sleep(RECONNECT_DELAY_S)
+
+    def wait(self, job_id: str) -> Job:
+        """Block until the job finishes; returns its final state."""
+        for _ in self.stream(job_id):
+            pass
+        return self.get(job_id)
+
+
+def _params(**values: Any) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
