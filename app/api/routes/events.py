@@ -11,7 +11,6 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from app.api.deps import SessionDep
 from app.api.problems import problems
 from app.db import session_scope
 from app.events.hub import TERMINAL
@@ -35,9 +34,13 @@ class Cursor:
         return f"{self.seq}.{self.epoch}" + (f".{batch}" if batch is not None else "")
 
 
-def existing_job_id(job_id: str, session: SessionDep) -> str:
-    """Runs before the stream starts, so an unknown job is a plain 404, not a broken stream."""
-    return job_service.get_job(session, job_id).id
+def existing_job_id(job_id: str, request: Request) -> str:
+    """Runs before the stream starts, so an unknown job is a plain 404, not a broken stream.
+
+    Not SessionDep: a dependency's session would stay open, holding a pooled connection, for as
+    long as the stream lasts."""
+    with session_scope(request.app.state.session_factory) as session:
+        return job_service.get_job(session, job_id).id
 
 
 def _public(message: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,97 @@
+"""Start a real API process and real workers for a benchmark, on either back end."""
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN_URL = os.environ.get("EPOCHLY_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("EPOCHLY_BENCH_REDIS", "redis://127.0.0.1:6379/12")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    from sqlalchemy import create_engine, text
+
+    name = f"epochly_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@contextmanager
+def service(backend: str = "postgres-redis", workers: int = 1) -> Iterator[str]:
+    """Yields the base URL of a live API with `workers` Celery worker processes."""
+    from app.serve import api_command, worker_command
+
+    with tempfile.TemporaryDirectory(prefix="epochly-bench-") as tmp, _database(backend) as database_url:
+        env = {**os.environ, "DATA_DIR": f"{tmp}/var", "DATABASE_URL": database_url, "BROKER_URL": REDIS_URL if backend != "embedded" else ""}
+        if backend != "embedded":
+            import redis
+
+            redis.Redis.from_url(REDIS_URL).flushdb()
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        logs = Path(tmp)
+        processes = [subprocess.Popen(api_command("127.0.0.1", port), cwd=ROOT, env=env, stdout=(logs / "api.log").open("wb"), stderr=subprocess.STDOUT)]
+        try:
+            _wait(lambda: httpx.get(f"{url}/health", timeout=2).status_code == 200, processes[0], "API")
+            for index in range(workers):
+                log_path = logs / f"worker{index}.log"
+                processes.append(subprocess.Popen(worker_command(f"bench{index}"), cwd=ROOT, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT))
+                _wait(lambda p=log_path: b" ready." in p.read_bytes(), processes[-1], "worker")
+            yield url
+        finally:
+            if os.environ.get("EPOCHLY_BENCH_SHOW_LOGS"):
+                for log_file in sorted(logs.glob("*.log")):
+                    print(f"--- {log_file.name}\n{log_file.read_text()[-4000:]}", file=sys.stderr)
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+
+
+@contextmanager
+def _database(backend: str) -> Iterator[str]:
+    if backend == "embedded":
+        yield ""
+    else:
+        with postgres_database() as url:
+            yield url
+
+
+def _wait(ready, process: subprocess.Popen, what: str, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            sys.exit(f"{what} exited early with code {process.returncode}")
+        try:
+            if ready():
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    sys.exit(f"{what} not ready after {timeout_s}s")

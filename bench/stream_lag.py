@@ -1,0 +1,86 @@
+"""Stream lag: how long after an epoch row is written does every /events client receive it?
+
+Runs the tutorial job while N concurrent SSE clients (one asyncio process, separate from the
+API) follow it; lag = arrival time − the row's `finished_at` (same machine clock).
+Usage: python -m bench.stream_lag [--clients 100] [--backend postgres-redis|embedded] [--runs 3]
+"""
+import argparse
+import asyncio
+import json
+import statistics
+import time
+from datetime import datetime
+
+import httpx
+
+from bench.harness import service
+from epochly_client.tutorial import TUTORIAL_JOB
+
+
+async def follow(client: httpx.AsyncClient, job_id: str, lags: list[float], ready: asyncio.Event, counter: list[int], n: int) -> int:
+    epochs = 0
+    async with client.stream("GET", f"/v1/jobs/{job_id}/events", timeout=None) as response:
+        counter[0] += 1
+        if counter[0] == n:
+            ready.set()
+        event, data = None, None
+        async for line in response.aiter_lines():
+            if line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:"):
+                data = line[5:].strip()
+            elif line == "" and event:
+                if event == "epoch":
+                    row = json.loads(data)
+                    written = datetime.fromisoformat(row["finished_at"].replace("Z", "+00:00")).timestamp()
+                    lags.append(time.time() - written)
+                    epochs += 1
+                elif event == "end":
+                    return epochs
+                event, data = None, None
+    return epochs
+
+
+async def one_run(url: str, clients: int, epochs: int) -> tuple[list[float], int]:
+    limits = httpx.Limits(max_connections=clients + 10, max_keepalive_connections=clients + 10)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+        dataset = (await client.post("/v1/datasets/examples/side-effects")).json()
+        # Submit with the worker idle, then attach every stream while the job is still queued/starting.
+        spec = TUTORIAL_JOB | {"dataset_id": dataset["id"], "fit": {**TUTORIAL_JOB["fit"], "epochs": epochs}}
+        job = (await client.post("/v1/jobs", json=spec)).json()
+        lags: list[float] = []
+        ready, counter = asyncio.Event(), [0]
+        received = await asyncio.gather(*(follow(client, job["id"], lags, ready, counter, clients) for _ in range(clients)))
+        return lags, sum(received)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--backend", default="postgres-redis")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=20)
+    args = parser.parse_args()
+    p50s, p99s, maxes = [], [], []
+    with service(args.backend) as url:
+        for run in range(args.runs):
+            lags, received = asyncio.run(one_run(url, args.clients, args.epochs))
+            expected = args.clients * args.epochs
+            p50s.append(percentile(lags, 0.5))
+            p99s.append(percentile(lags, 0.99))
+            maxes.append(max(lags))
+            print(f"run {run + 1}: {received}/{expected} epoch events; lag p50 {p50s[-1] * 1000:.1f} ms, p99 {p99s[-1] * 1000:.1f} ms, max {maxes[-1] * 1000:.1f} ms")
+            assert received == expected, "a stream missed an epoch"
+    print(
+        f"stream lag, {args.clients} clients, {args.backend}: median of {args.runs} runs: "
+        f"p50 {statistics.median(p50s) * 1000:.1f} ms, p99 {statistics.median(p99s) * 1000:.1f} ms, max {statistics.median(maxes) * 1000:.1f} ms (target p99 <= 500 ms)"
+    )
+
+
+if __name__ == "__main__":
+    main()
