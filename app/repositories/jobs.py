@@ -21,6 +21,10 @@ def get(session: Session, job_id: str) -> Job | None:
     return session.get(Job, job_id)
 
 
+def status(session: Session, job_id: str) -> str | None:
+    return session.scalar(select(Job.status).where(Job.id == job_id))
+
+
 def page(session: Session, *, status: str | None, cursor: str | None, limit: int) -> Page[Job]:
     stmt = select(Job)
     if status:

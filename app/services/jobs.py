@@ -89,8 +89,10 @@ def cancel_job(session: Session, job_id: str) -> tuple[Job, JobEvent | None]:
 
 def stream_backlog(session: Session, job_id: str, after_seq: int, after_epoch: int) -> tuple[str, list[JobEvent], list[EpochMetric]]:
     """What a stream has not delivered yet: status events after `after_seq`, epochs after `after_epoch`."""
-    job = get_job(session, job_id)
-    return job.status, jobs_repo.events_after(session, job_id, after_seq), jobs_repo.epochs_after(session, job_id, after_epoch)
+    status = jobs_repo.status(session, job_id)
+    if status is None:
+        raise JobNotFound(f"no job with id {job_id!r}")
+    return status, jobs_repo.events_after(session, job_id, after_seq), jobs_repo.epochs_after(session, job_id, after_epoch)
 
 
 def keras_log(job: Job, epochs: list[EpochMetric]) -> str:

@@ -75,23 +75,30 @@ async def stream_job_events(
     # Subscribe before reading the backlog, so nothing published in between is missed.
     queue = state.hub.subscribe(job_id)
     try:
+        read_database = True
         while True:
-            status, backlog = await _backlog(state, job_id, cursor)
-            for event in backlog:
-                yield event
-            if status in TERMINAL:
-                yield ServerSentEvent(event="end", id=cursor.id(), data={"status": status}, retry=RETRY_MS)
-                return
+            if read_database:
+                status, backlog = await _backlog(state, job_id, cursor)
+                for event in backlog:
+                    yield event
+                if status in TERMINAL:
+                    yield ServerSentEvent(event="end", id=cursor.id(), data={"status": status}, retry=RETRY_MS)
+                    return
+                read_database = False
             try:
                 message = await asyncio.wait_for(queue.get(), timeout=CATCH_UP_S)
             except TimeoutError:
+                read_database = True
                 continue
-            if message["type"] == "progress" and message["epoch"] == cursor.epoch + 1:
+            kind, epoch = message["type"], message.get("epoch", 0)
+            if kind == "progress" and epoch == cursor.epoch + 1:
                 yield ServerSentEvent(event="progress", id=cursor.id(message["batch"]), data=_public(message))
-            elif message["type"] == "epoch" and message["epoch"] == cursor.epoch + 1:
-                cursor.epoch = message["epoch"]
+            elif kind == "epoch" and epoch == cursor.epoch + 1:
+                cursor.epoch = epoch
                 yield ServerSentEvent(event="epoch", id=cursor.id(), data=_public(message))
-            # Anything else (a status change, an epoch out of order) goes through the database on the next turn.
+            elif kind == "status" or (kind == "epoch" and epoch > cursor.epoch):
+                # A status change or a gap: the database has the order and the rows, so read it.
+                read_database = True
     finally:
         state.hub.unsubscribe(job_id, queue)
 
