@@ -69,3 +69,14 @@ class ServiceUnavailable(DomainError):
 class InvalidCursor(DomainError):
     status = 422
     title = "Invalid cursor"
+
+
+class Unauthorized(DomainError):
+    status = 401
+    title = "Unauthorized"
+    headers = {"WWW-Authenticate": 'Bearer realm="epochly"'}
+
+
+class QuotaExceeded(DomainError):
+    status = 429
+    title = "Too many active jobs"

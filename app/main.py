@@ -17,7 +17,8 @@ from app.services.spec_check import spec_checker
 from app.settings import Settings, get_settings
 
 DESCRIPTION = """Train Keras models over HTTP. Upload a dataset, submit a job, and poll its
-per-epoch metrics, or stream them live, while a Celery worker runs `model.fit`. Errors are RFC 9457 `application/problem+json`."""
+per-epoch metrics, or stream them live, while a Celery worker runs `model.fit`. Errors are RFC 9457 `application/problem+json`.
+Every call except `/health` needs an API key: `Authorization: Bearer ek_…`."""
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -36,7 +37,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await hub_task
         engine.dispose()
 
-    app = FastAPI(title="Epochly", version="0.1.0", description=DESCRIPTION, lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="Epochly",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        responses=problems.problems(401, 413, 422),
+        # JSON bodies (job specs) are small; the upload route sets its own, larger ceiling.
+        max_body_size=settings.max_request_bytes,
+    )
     app.state.settings = settings
     app.state.session_factory = make_session_factory(engine)
     app.state.celery = make_celery(settings)

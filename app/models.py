@@ -34,10 +34,34 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}
 
 
+class Owner(Base):
+    """Whoever holds API keys; every dataset and job belongs to one."""
+
+    __tablename__ = "owner"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("own"))
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiKey(Base):
+    """Only the SHA-256 of a key is stored: keys are 32+ random characters, so a slow hash adds nothing."""
+
+    __tablename__ = "api_key"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("key"))
+    owner_id: Mapped[str] = mapped_column(ForeignKey("owner.id", ondelete="CASCADE"), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(12))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+
+
 class Dataset(Base):
     __tablename__ = "dataset"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("ds"))
+    owner_id: Mapped[str | None] = mapped_column(ForeignKey("owner.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(200))
     format: Mapped[str] = mapped_column(String(16))
     n_samples: Mapped[int] = mapped_column(BigInteger)
@@ -56,6 +80,7 @@ class Job(Base):
     __tablename__ = "job"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("job"))
+    owner_id: Mapped[str | None] = mapped_column(ForeignKey("owner.id", ondelete="CASCADE"), index=True)
     name: Mapped[str | None] = mapped_column(String(200))
     tags: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     dataset_id: Mapped[str | None] = mapped_column(

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 
+from app.admin import LOCAL_KEY_FILE, ensure_local_key
 from app.migrate import upgrade_to_head
 from app.settings import get_settings
 
@@ -27,6 +28,12 @@ def main() -> None:
     settings = get_settings()
     settings.prepare_data_dir()
     upgrade_to_head(settings.resolved_database_url)
+    key = ensure_local_key(settings)
+    key_file = settings.data_dir / LOCAL_KEY_FILE
+    if key:
+        print(f"Created your local API key (saved in {key_file}):\n  export EPOCHLY_API_KEY={key}", flush=True)
+    elif key_file.exists():
+        print(f"Your local API key is in {key_file}: export EPOCHLY_API_KEY=$(cat {key_file})", flush=True)
     env = dict(os.environ)
     api = subprocess.Popen(api_command(settings.host, settings.port), env=env)
     worker = subprocess.Popen(worker_command(), env=env)

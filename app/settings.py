@@ -17,6 +17,10 @@ class Settings(BaseSettings):
     # How long a submit waits for the Keras spec check before answering 503.
     spec_check_timeout_s: float = 120.0
     max_upload_bytes: int = 2 * 1024**3
+    # JSON request bodies (job specs); uploads have their own limit above.
+    max_request_bytes: int = 1024**2
+    owner_max_active_jobs: int = 20
+    owner_max_stored_bytes: int = 20 * 1024**3
 
     def prepare_data_dir(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -8,11 +8,13 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
+from app.admin import create_api_key
 from app.main import create_app
 from app.settings import Settings
 
@@ -74,9 +76,17 @@ def settings(tmp_path: Path) -> Settings:
     return embedded_settings(tmp_path / "var")
 
 
+@contextmanager
+def authed_client(settings: Settings, owner: str = "tests") -> Iterator[TestClient]:
+    """A client of the in-process API, authenticated as `owner`."""
+    with TestClient(create_app(settings)) as test_client:
+        test_client.headers["Authorization"] = f"Bearer {create_api_key(owner, settings)}"
+        yield test_client
+
+
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as test_client:
+    with authed_client(settings) as test_client:
         yield test_client
 
 

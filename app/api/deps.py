@@ -4,9 +4,16 @@ from typing import Annotated
 
 from celery import Celery
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from app.db import session_scope
+from app.errors import Unauthorized
+from app.models import Owner
+from app.services import owners as owner_service
 from app.settings import Settings
+
+bearer = HTTPBearer(auto_error=False, description="An API key, `ek_…` (`epochly keys create --owner NAME`)")
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -25,6 +32,18 @@ def get_celery(request: Request) -> Celery:
     return request.app.state.celery
 
 
+def current_owner(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Owner:
+    # Its own short session: streaming routes must not hold a pooled connection for their lifetime.
+    if credentials is None:
+        raise Unauthorized("missing API key: send `Authorization: Bearer ek_…`")
+    with session_scope(request.app.state.session_factory) as session:
+        owner = owner_service.authenticate(session, credentials.credentials)
+    if owner is None:
+        raise Unauthorized("the API key is not valid")
+    return owner
+
+
 SessionDep = Annotated[Session, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 CeleryDep = Annotated[Celery, Depends(get_celery)]
+OwnerDep = Annotated[Owner, Depends(current_owner)]

@@ -52,7 +52,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
         errors = [{"path": e.path, "message": e.message} for e in exc.errors]
-        return problem_response(exc.status, exc.detail, errors, title=exc.title)
+        response = problem_response(exc.status, exc.detail, errors, title=exc.title)
+        response.headers.update(getattr(exc, "headers", {}))
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -18,8 +18,13 @@ def get(session: Session, dataset_id: str) -> Dataset | None:
     return session.get(Dataset, dataset_id)
 
 
-def page(session: Session, *, cursor: str | None, limit: int) -> Page[Dataset]:
-    return newest_first(session, select(Dataset), Dataset, cursor, limit)
+def get_owned(session: Session, owner_id: str, dataset_id: str) -> Dataset | None:
+    """Another owner's dataset does not exist, as far as the caller can tell."""
+    return session.scalar(select(Dataset).where(Dataset.id == dataset_id, Dataset.owner_id == owner_id))
+
+
+def page(session: Session, owner_id: str, *, cursor: str | None, limit: int) -> Page[Dataset]:
+    return newest_first(session, select(Dataset).where(Dataset.owner_id == owner_id), Dataset, cursor, limit)
 
 
 def active_job_count(session: Session, dataset_id: str) -> int:

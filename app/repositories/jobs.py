@@ -21,12 +21,17 @@ def get(session: Session, job_id: str) -> Job | None:
     return session.get(Job, job_id)
 
 
-def status(session: Session, job_id: str) -> str | None:
-    return session.scalar(select(Job.status).where(Job.id == job_id))
+def get_owned(session: Session, owner_id: str, job_id: str) -> Job | None:
+    """Another owner's job does not exist, as far as the caller can tell."""
+    return session.scalar(select(Job).where(Job.id == job_id, Job.owner_id == owner_id))
 
 
-def page(session: Session, *, status: str | None, cursor: str | None, limit: int) -> Page[Job]:
-    stmt = select(Job)
+def owned_status(session: Session, owner_id: str, job_id: str) -> str | None:
+    return session.scalar(select(Job.status).where(Job.id == job_id, Job.owner_id == owner_id))
+
+
+def page(session: Session, owner_id: str, *, status: str | None, cursor: str | None, limit: int) -> Page[Job]:
+    stmt = select(Job).where(Job.owner_id == owner_id)
     if status:
         stmt = stmt.where(Job.status == status)
     return newest_first(session, stmt, Job, cursor, limit)

@@ -10,17 +10,26 @@ from app.examples import SIDE_EFFECTS_NAME, side_effects
 from app.models import Dataset
 from app.repositories import datasets as datasets_repo
 from app.repositories.pagination import Page
+from app.services import owners as owner_service
 from app.settings import Settings
 
 
 def upload_dataset(
-    session: Session, settings: Settings, *, stream: BinaryIO, filename: str | None, name: str | None, target: str | None
+    session: Session,
+    settings: Settings,
+    *,
+    owner_id: str,
+    stream: BinaryIO,
+    filename: str | None,
+    name: str | None,
+    target: str | None,
 ) -> Dataset:
     try:
         upload = ingest.receive(stream, settings.uploads_dir, settings.max_upload_bytes)
     except ingest.UploadTooLarge as exc:
         raise PayloadTooLarge(str(exc)) from None
     try:
+        owner_service.check_storage_quota(session, settings, owner_id, upload.size_bytes)
         file_format = ingest.detect_format(upload, filename)
         if file_format == "npz":
             if target is not None:
@@ -35,6 +44,7 @@ def upload_dataset(
     return datasets_repo.add(
         session,
         Dataset(
+            owner_id=owner_id,
             name=name or Path(filename or "dataset").name[:200],
             format=file_format,
             sha256=upload.sha256,
@@ -44,28 +54,29 @@ def upload_dataset(
     )
 
 
-def create_side_effects_example(session: Session, settings: Settings) -> Dataset:
+def create_side_effects_example(session: Session, settings: Settings, *, owner_id: str) -> Dataset:
     x, y = side_effects()
+    owner_service.check_storage_quota(session, settings, owner_id, x.nbytes + y.nbytes)
     stored, digest, size = ingest.store_arrays(x, y, settings.datasets_dir)
     return datasets_repo.add(
         session,
-        Dataset(name=SIDE_EFFECTS_NAME, format="example", sha256=digest, size_bytes=size, **_stored_fields(stored)),
+        Dataset(owner_id=owner_id, name=SIDE_EFFECTS_NAME, format="example", sha256=digest, size_bytes=size, **_stored_fields(stored)),
     )
 
 
-def get_dataset(session: Session, dataset_id: str) -> Dataset:
-    dataset = datasets_repo.get(session, dataset_id)
+def get_dataset(session: Session, dataset_id: str, *, owner_id: str) -> Dataset:
+    dataset = datasets_repo.get_owned(session, owner_id, dataset_id)
     if dataset is None:
         raise DatasetNotFound(f"no dataset with id {dataset_id!r}")
     return dataset
 
 
-def list_datasets(session: Session, *, cursor: str | None, limit: int) -> Page[Dataset]:
-    return datasets_repo.page(session, cursor=cursor, limit=limit)
+def list_datasets(session: Session, *, owner_id: str, cursor: str | None, limit: int) -> Page[Dataset]:
+    return datasets_repo.page(session, owner_id, cursor=cursor, limit=limit)
 
 
-def delete_dataset(session: Session, settings: Settings, dataset_id: str) -> None:
-    dataset = get_dataset(session, dataset_id)
+def delete_dataset(session: Session, settings: Settings, dataset_id: str, *, owner_id: str) -> None:
+    dataset = get_dataset(session, dataset_id, owner_id=owner_id)
     active = datasets_repo.active_job_count(session, dataset_id)
     if active:
         raise DatasetInUse(f"dataset {dataset_id!r} is used by {active} queued or running job(s); wait or cancel them first")

@@ -10,6 +10,7 @@ from app.models import EpochMetric, Job, JobEvent
 from app.repositories import datasets as datasets_repo
 from app.repositories import jobs as jobs_repo
 from app.repositories.pagination import Page
+from app.services import owners as owner_service
 from app.services.spec_check import spec_checker
 from app.settings import Settings
 from app.specs import JobCreate
@@ -18,8 +19,8 @@ from app.specs import JobCreate
 SPEC_CHECK_SAMPLES = 32
 
 
-def submit_job(session: Session, settings: Settings, payload: JobCreate) -> Job:
-    dataset = datasets_repo.get(session, payload.dataset_id)
+def submit_job(session: Session, settings: Settings, payload: JobCreate, *, owner_id: str) -> Job:
+    dataset = datasets_repo.get_owned(session, owner_id, payload.dataset_id)
     if dataset is None:
         raise InvalidSpec(
             "the job names a dataset that does not exist",
@@ -32,6 +33,7 @@ def submit_job(session: Session, settings: Settings, payload: JobCreate) -> Job:
             "validation_split leaves no data for training or for validation",
             [FieldError("fit.validation_split", f"{payload.fit.validation_split} of {dataset.n_samples} samples leaves an empty split")],
         )
+    owner_service.check_job_quota(session, settings, owner_id)
     x, y = ingest.load_arrays(settings.datasets_dir, dataset.storage_key, mmap=True)
     take = min(SPEC_CHECK_SAMPLES, n_train)
     problems = spec_checker.check(training, np.array(x[:take]), np.array(y[:take]), settings.spec_check_timeout_s)
@@ -41,6 +43,7 @@ def submit_job(session: Session, settings: Settings, payload: JobCreate) -> Job:
             [FieldError(p["path"], p["message"]) for p in problems],
         )
     job = Job(
+        owner_id=owner_id,
         name=payload.name,
         tags=payload.tags,
         dataset_id=dataset.id,
@@ -57,25 +60,25 @@ def withdraw_job(session: Session, job: Job) -> None:
     jobs_repo.delete(session, job)
 
 
-def get_job(session: Session, job_id: str) -> Job:
-    job = jobs_repo.get(session, job_id)
+def get_job(session: Session, job_id: str, *, owner_id: str) -> Job:
+    job = jobs_repo.get_owned(session, owner_id, job_id)
     if job is None:
         raise JobNotFound(f"no job with id {job_id!r}")
     return job
 
 
-def list_jobs(session: Session, *, status: str | None, cursor: str | None, limit: int) -> Page[Job]:
-    return jobs_repo.page(session, status=status, cursor=cursor, limit=limit)
+def list_jobs(session: Session, *, owner_id: str, status: str | None, cursor: str | None, limit: int) -> Page[Job]:
+    return jobs_repo.page(session, owner_id, status=status, cursor=cursor, limit=limit)
 
 
-def job_epochs(session: Session, job_id: str, after: int = 0) -> tuple[Job, list[EpochMetric]]:
-    job = get_job(session, job_id)
+def job_epochs(session: Session, job_id: str, *, owner_id: str, after: int = 0) -> tuple[Job, list[EpochMetric]]:
+    job = get_job(session, job_id, owner_id=owner_id)
     return job, jobs_repo.epochs_after(session, job_id, after)
 
 
-def cancel_job(session: Session, job_id: str) -> tuple[Job, JobEvent | None]:
+def cancel_job(session: Session, job_id: str, *, owner_id: str) -> tuple[Job, JobEvent | None]:
     """Cancel a queued job at once, or ask a running one to stop; returns the status event to publish, if any."""
-    job = get_job(session, job_id)
+    job = get_job(session, job_id, owner_id=owner_id)
     event = jobs_repo.cancel_queued(session, job_id) if job.status == "queued" else None
     if event is None:
         session.refresh(job)  # the worker may have claimed it a moment ago
@@ -87,9 +90,11 @@ def cancel_job(session: Session, job_id: str) -> tuple[Job, JobEvent | None]:
     return job, event
 
 
-def stream_backlog(session: Session, job_id: str, after_seq: int, after_epoch: int) -> tuple[str, list[JobEvent], list[EpochMetric]]:
+def stream_backlog(
+    session: Session, job_id: str, *, owner_id: str, after_seq: int, after_epoch: int
+) -> tuple[str, list[JobEvent], list[EpochMetric]]:
     """What a stream has not delivered yet: status events after `after_seq`, epochs after `after_epoch`."""
-    status = jobs_repo.status(session, job_id)
+    status = jobs_repo.owned_status(session, owner_id, job_id)
     if status is None:
         raise JobNotFound(f"no job with id {job_id!r}")
     return status, jobs_repo.events_after(session, job_id, after_seq), jobs_repo.epochs_after(session, job_id, after_epoch)
@@ -108,8 +113,8 @@ def keras_log(job: Job, epochs: list[EpochMetric]) -> str:
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-def model_file(session: Session, job_id: str) -> Path:
-    job = get_job(session, job_id)
+def model_file(session: Session, job_id: str, *, owner_id: str) -> Path:
+    job = get_job(session, job_id, owner_id=owner_id)
     if job.status != "succeeded" or not job.model_path or not Path(job.model_path).is_file():
         raise ModelNotReady(f"job {job_id!r} has no trained model yet (status: {job.status}); it is kept once the job succeeds")
     return Path(job.model_path)

@@ -21,6 +21,8 @@ EXIT_USAGE = 64
 app = typer.Typer(help="Train Keras models on an Epochly service.", no_args_is_help=True, add_completion=False)
 datasets_app = typer.Typer(help="Upload and list datasets.", no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
+keys_app = typer.Typer(help="Server-side: create API keys (run where the Epochly server is installed).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
@@ -76,6 +78,17 @@ def datasets_list(ctx: typer.Context, limit: int = 50, as_json: JsonOpt = False)
     for d in datasets:
         table.add_row(d.id, d.name, d.format, str(d.n_samples), str(d.x_shape))
     out.print(table)
+
+
+@keys_app.command("create")
+def keys_create(owner: Annotated[str, typer.Option(help="Owner name; created if new")]) -> None:
+    """Create an API key for OWNER in the server's database (DATABASE_URL) and print it once."""
+    try:
+        from app.admin import create_api_key
+    except ImportError:
+        err.print("error: `epochly keys` writes to the server's database; run it where the Epochly server is installed")
+        raise typer.Exit(EXIT_FAILED) from None
+    print(create_api_key(owner))
 
 
 @app.command()

@@ -3,6 +3,8 @@ import io
 import numpy as np
 import pytest
 
+from tests.conftest import authed_client
+
 
 def upload(client, content: bytes, filename: str = "data.csv", **form):
     return client.post("/v1/datasets", files={"file": (filename, content)}, data=form)
@@ -75,12 +77,8 @@ def test_bad_files_get_422_and_nothing_is_stored(client, settings, content, file
 
 
 def test_upload_over_the_size_limit_is_413(settings):
-    from fastapi.testclient import TestClient
-
-    from app.main import create_app
-
     small = settings.model_copy(update={"max_upload_bytes": 10})
-    with TestClient(create_app(small)) as client:
+    with authed_client(small) as client:
         response = upload(client, b"a,b\n1,2\n3,4\n5,6\n")
     assert response.status_code == 413
     assert "limit" in response.json()["detail"]

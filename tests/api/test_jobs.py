@@ -1,14 +1,13 @@
 import copy
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from app.db import make_engine, make_session_factory, session_scope
-from app.main import create_app
 from app.models import Job
 from app.repositories import jobs as jobs_repo
 from app.specs import TUTORIAL_COMPILE, TUTORIAL_FIT, TUTORIAL_LAYERS
+from tests.conftest import authed_client
 
 
 def tutorial_job(dataset_id: str, **fit) -> dict:
@@ -179,7 +178,7 @@ def test_unknown_job_is_404(client):
 
 def test_submit_while_broker_is_down_is_503_and_leaves_no_job(settings, tmp_path):
     down = settings.model_copy(update={"broker_url": "redis://127.0.0.1:1/0"})
-    with TestClient(create_app(down)) as client:
+    with authed_client(down) as client:
         dataset = client.post("/v1/datasets/examples/side-effects").json()
         response = client.post("/v1/jobs", json=tutorial_job(dataset["id"]))
         assert response.status_code == 503, response.text

@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app.admin import create_api_key
 from app.serve import api_command
 from app.settings import Settings
 from tests.conftest import ROOT, embedded_settings, start_worker
@@ -34,6 +35,7 @@ class ApiServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = log_path.open("wb")
         self.log_path = log_path
+        self.key = ""
         self.process = subprocess.Popen(
             api_command("127.0.0.1", self.port), cwd=ROOT, env=service_env(settings), stdout=self._log, stderr=subprocess.STDOUT
         )
@@ -81,6 +83,7 @@ def service(backend, tmp_path_factory):
     worker = None
     try:
         api.wait_ready()
+        api.key = create_api_key("integration", backend)
         worker = start_worker(backend, logs / "worker.log")
         yield api
     finally:
@@ -91,5 +94,5 @@ def service(backend, tmp_path_factory):
 
 @pytest.fixture
 def live(service):
-    with httpx.Client(base_url=service.url, timeout=30) as client:
+    with httpx.Client(base_url=service.url, timeout=30, headers={"Authorization": f"Bearer {service.key}"}) as client:
         yield client

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.parametrize("backend", ["embedded"], indirect=True)
 
 
 def epochly(service, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "EPOCHLY_URL": service.url}
+    env = {**os.environ, "EPOCHLY_URL": service.url, "EPOCHLY_API_KEY": service.key}
     return subprocess.run(
         [sys.executable, "-c", "from epochly_client.cli import main; main()", *args],
         capture_output=True, text=True, env=env, timeout=timeout,
@@ -27,7 +27,7 @@ def test_client_tutorial_is_the_servers_example_job(backend):
 
 
 def test_cli_submit_follow_prints_keras_lines_and_exits_zero(service, tmp_path):
-    with Client(service.url) as client:
+    with Client(service.url, api_key=service.key) as client:
         dataset = client.example_dataset()
     spec = tmp_path / "job.json"
     spec.write_text(json.dumps(TUTORIAL_JOB | {"fit": {**TUTORIAL_FIT, "epochs": 4}}))
@@ -39,7 +39,7 @@ def test_cli_submit_follow_prints_keras_lines_and_exits_zero(service, tmp_path):
 
 
 def test_cli_read_commands_speak_json_for_scripts(service):
-    with Client(service.url) as client:
+    with Client(service.url, api_key=service.key) as client:
         dataset = client.example_dataset()
         job = client.submit(TUTORIAL_JOB | {"fit": {**TUTORIAL_FIT, "epochs": 2}}, dataset_id=dataset.id)
         final = client.wait(job.id)
@@ -53,7 +53,7 @@ def test_cli_read_commands_speak_json_for_scripts(service):
 
 
 def test_cli_reports_an_invalid_spec_with_its_field_path(service, tmp_path):
-    with Client(service.url) as client:
+    with Client(service.url, api_key=service.key) as client:
         dataset = client.example_dataset()
     bad = json.loads(json.dumps(TUTORIAL_JOB))
     bad["model"]["layers"][2]["units"] = -1
@@ -65,7 +65,7 @@ def test_cli_reports_an_invalid_spec_with_its_field_path(service, tmp_path):
 
 
 def test_cli_follow_of_a_cancelled_job_exits_non_zero(service):
-    with Client(service.url) as client:
+    with Client(service.url, api_key=service.key) as client:
         dataset = client.example_dataset()
         job = client.submit(TUTORIAL_JOB | {"fit": {**TUTORIAL_FIT, "epochs": 500}}, dataset_id=dataset.id)
         events = client.stream(job.id)
@@ -78,7 +78,7 @@ def test_cli_follow_of_a_cancelled_job_exits_non_zero(service):
 
 
 def test_client_errors_carry_problem_details(service):
-    with Client(service.url) as client, pytest.raises(EpochlyError) as caught:
+    with Client(service.url, api_key=service.key) as client, pytest.raises(EpochlyError) as caught:
         client.get("job_missing")
     assert caught.value.status == 404 and "job_missing" in caught.value.detail
 

@@ -19,7 +19,8 @@ def walkthrough() -> str:
 def test_readme_curl_walkthrough_trains_the_tutorial(service, tmp_path):
     if shutil.which("jq") is None or shutil.which("curl") is None:
         pytest.skip("the walkthrough uses curl and jq")
-    script = walkthrough().replace("http://127.0.0.1:8000", service.url)
+    (tmp_path / "key").write_text(service.key + "\n")
+    script = walkthrough().replace("http://127.0.0.1:8000", service.url).replace("var/local-api-key", str(tmp_path / "key"))
     result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr
     log_lines = [line for line in result.stdout.splitlines() if line.startswith("Epoch ")]

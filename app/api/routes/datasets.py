@@ -3,23 +3,28 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
 
-from app.api.deps import SessionDep, SettingsDep
+from app.api.deps import OwnerDep, SessionDep, SettingsDep
 from app.api.problems import problems
 from app.api.schemas import DatasetPage, DatasetRead
 from app.models import Dataset
 from app.services import datasets as dataset_service
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+# The transport ceiling for uploads; the deployment's own cap (MAX_UPLOAD_BYTES) is enforced while
+# the file streams to disk, so an oversized upload fails without ever being held in memory.
+UPLOAD_BODY_CEILING = 1024**4
 
 
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=DatasetRead,
-    responses=problems(413, 422),
+    responses=problems(413),
+    max_body_size=UPLOAD_BODY_CEILING,
     summary="Upload a dataset (CSV with a header row, or .npz with arrays x and y)",
 )
 def create_dataset(
+    owner: OwnerDep,
     session: SessionDep,
     settings: SettingsDep,
     response: Response,
@@ -28,7 +33,7 @@ def create_dataset(
     target: Annotated[str | None, Form(max_length=200, description="CSV only: the label column; default the last")] = None,
 ) -> Dataset:
     dataset = dataset_service.upload_dataset(
-        session, settings, stream=file.file, filename=file.filename, name=name, target=target
+        session, settings, owner_id=owner.id, stream=file.file, filename=file.filename, name=name, target=target
     )
     session.commit()
     response.headers["Location"] = f"/v1/datasets/{dataset.id}"
@@ -41,26 +46,27 @@ def create_dataset(
     response_model=DatasetRead,
     summary="Create the Keras tutorial's side-effects dataset (2100 samples, seeded)",
 )
-def create_side_effects_dataset(session: SessionDep, settings: SettingsDep, response: Response) -> Dataset:
-    dataset = dataset_service.create_side_effects_example(session, settings)
+def create_side_effects_dataset(owner: OwnerDep, session: SessionDep, settings: SettingsDep, response: Response) -> Dataset:
+    dataset = dataset_service.create_side_effects_example(session, settings, owner_id=owner.id)
     session.commit()
     response.headers["Location"] = f"/v1/datasets/{dataset.id}"
     return dataset
 
 
-@router.get("", response_model=DatasetPage, responses=problems(422), summary="List datasets, newest first")
+@router.get("", response_model=DatasetPage, summary="List datasets, newest first")
 def list_datasets(
+    owner: OwnerDep,
     session: SessionDep,
     cursor: Annotated[str | None, Query(description="next_cursor from the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> DatasetPage:
-    page = dataset_service.list_datasets(session, cursor=cursor, limit=limit)
+    page = dataset_service.list_datasets(session, owner_id=owner.id, cursor=cursor, limit=limit)
     return DatasetPage(items=[DatasetRead.model_validate(d) for d in page.items], next_cursor=page.next_cursor)
 
 
 @router.get("/{dataset_id}", response_model=DatasetRead, responses=problems(404))
-def get_dataset(dataset_id: str, session: SessionDep) -> Dataset:
-    return dataset_service.get_dataset(session, dataset_id)
+def get_dataset(dataset_id: str, owner: OwnerDep, session: SessionDep) -> Dataset:
+    return dataset_service.get_dataset(session, dataset_id, owner_id=owner.id)
 
 
 @router.delete(
@@ -69,7 +75,7 @@ def get_dataset(dataset_id: str, session: SessionDep) -> Dataset:
     responses=problems(404, 409),
     summary="Delete a dataset (409 while a queued or running job uses it)",
 )
-def delete_dataset(dataset_id: str, session: SessionDep, settings: SettingsDep) -> Response:
-    dataset_service.delete_dataset(session, settings, dataset_id)
+def delete_dataset(dataset_id: str, owner: OwnerDep, session: SessionDep, settings: SettingsDep) -> Response:
+    dataset_service.delete_dataset(session, settings, dataset_id, owner_id=owner.id)
     session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
+from app.api.deps import OwnerDep
 from app.api.problems import problems
 from app.db import session_scope
 from app.events.hub import TERMINAL
@@ -34,13 +35,13 @@ class Cursor:
         return f"{self.seq}.{self.epoch}" + (f".{batch}" if batch is not None else "")
 
 
-def existing_job_id(job_id: str, request: Request) -> str:
+def existing_job_id(job_id: str, request: Request, owner: OwnerDep) -> str:
     """Runs before the stream starts, so an unknown job is a plain 404, not a broken stream.
 
     Not SessionDep: a dependency's session would stay open, holding a pooled connection, for as
     long as the stream lasts."""
     with session_scope(request.app.state.session_factory) as session:
-        return job_service.get_job(session, job_id).id
+        return job_service.get_job(session, job_id, owner_id=owner.id).id
 
 
 def _public(message: dict[str, Any]) -> dict[str, Any]:
@@ -66,6 +67,7 @@ def _public(message: dict[str, Any]) -> dict[str, Any]:
 )
 async def stream_job_events(
     job_id: Annotated[str, Depends(existing_job_id)],
+    owner: OwnerDep,
     request: Request,
     last_event_id: Annotated[str | None, Header(description="Resume after this event id")] = None,
     after: Annotated[str | None, Query(description="Same as Last-Event-ID, for clients that cannot set headers")] = None,
@@ -78,7 +80,7 @@ async def stream_job_events(
         read_database = True
         while True:
             if read_database:
-                status, backlog = await _backlog(state, job_id, cursor)
+                status, backlog = await _backlog(state, owner.id, job_id, cursor)
                 for event in backlog:
                     yield event
                 if status in TERMINAL:
@@ -103,10 +105,12 @@ async def stream_job_events(
         state.hub.unsubscribe(job_id, queue)
 
 
-async def _backlog(state: Any, job_id: str, cursor: Cursor) -> tuple[str, list[ServerSentEvent]]:
+async def _backlog(state: Any, owner_id: str, job_id: str, cursor: Cursor) -> tuple[str, list[ServerSentEvent]]:
     def read() -> tuple[str, list[dict[str, Any]]]:
         with session_scope(state.session_factory) as session:
-            status, events, epochs = job_service.stream_backlog(session, job_id, cursor.seq, cursor.epoch)
+            status, events, epochs = job_service.stream_backlog(
+                session, job_id, owner_id=owner_id, after_seq=cursor.seq, after_epoch=cursor.epoch
+            )
             merged = [(e.at, status_message(e)) for e in events] + [(r.finished_at, epoch_message(r)) for r in epochs]
         return status, [m for _, m in sorted(merged, key=lambda pair: pair[0])]
 

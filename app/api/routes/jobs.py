@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import FileResponse, PlainTextResponse
 
-from app.api.deps import CeleryDep, SessionDep, SettingsDep
+from app.api.deps import CeleryDep, OwnerDep, SessionDep, SettingsDep
 from app.api.problems import problems
 from app.api.schemas import EpochRead, JobPage, JobRead, JobStatus, MetricsRead
 from app.errors import ServiceUnavailable
@@ -23,11 +23,13 @@ log = logging.getLogger("epochly.api")
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobRead,
-    responses=problems(422, 503),
+    responses=problems(429, 503),
     summary="Submit a training job",
 )
-def create_job(payload: JobCreate, session: SessionDep, settings: SettingsDep, celery: CeleryDep, response: Response) -> Job:
-    job = job_service.submit_job(session, settings, payload)
+def create_job(
+    payload: JobCreate, owner: OwnerDep, session: SessionDep, settings: SettingsDep, celery: CeleryDep, response: Response
+) -> Job:
+    job = job_service.submit_job(session, settings, payload, owner_id=owner.id)
     session.commit()  # the worker must find the row: enqueue only after commit
     try:
         enqueue_training(celery, job.id)
@@ -40,14 +42,15 @@ def create_job(payload: JobCreate, session: SessionDep, settings: SettingsDep, c
     return job
 
 
-@router.get("", response_model=JobPage, responses=problems(422), summary="List jobs, newest first")
+@router.get("", response_model=JobPage, summary="List jobs, newest first")
 def list_jobs(
+    owner: OwnerDep,
     session: SessionDep,
     status_filter: Annotated[JobStatus | None, Query(alias="status")] = None,
     cursor: Annotated[str | None, Query(description="next_cursor from the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> JobPage:
-    page = job_service.list_jobs(session, status=status_filter, cursor=cursor, limit=limit)
+    page = job_service.list_jobs(session, owner_id=owner.id, status=status_filter, cursor=cursor, limit=limit)
     return JobPage(items=[JobRead.model_validate(j) for j in page.items], next_cursor=page.next_cursor)
 
 
@@ -61,8 +64,8 @@ def job_read(request: Request, job: Job) -> JobRead:
 
 
 @router.get("/{job_id}", response_model=JobRead, responses=problems(404))
-def get_job(job_id: str, session: SessionDep, request: Request) -> JobRead:
-    return job_read(request, job_service.get_job(session, job_id))
+def get_job(job_id: str, owner: OwnerDep, session: SessionDep, request: Request) -> JobRead:
+    return job_read(request, job_service.get_job(session, job_id, owner_id=owner.id))
 
 
 @router.post(
@@ -72,8 +75,8 @@ def get_job(job_id: str, session: SessionDep, request: Request) -> JobRead:
     responses=problems(404, 409),
     summary="Cancel a job: a queued job never starts; a running one stops within one batch and keeps its epochs",
 )
-def cancel_job(job_id: str, session: SessionDep, request: Request) -> JobRead:
-    job, event = job_service.cancel_job(session, job_id)
+def cancel_job(job_id: str, owner: OwnerDep, session: SessionDep, request: Request) -> JobRead:
+    job, event = job_service.cancel_job(session, job_id, owner_id=owner.id)
     session.commit()
     if event is not None:
         request.app.state.publisher.publish(status_message(event))
@@ -83,11 +86,13 @@ def cancel_job(job_id: str, session: SessionDep, request: Request) -> JobRead:
 @router.get(
     "/{job_id}/metrics",
     response_model=MetricsRead,
-    responses=problems(404, 422),
+    responses=problems(404),
     summary="Epoch rows after epoch N, so a poller fetches only what is new",
 )
-def get_job_metrics(job_id: str, session: SessionDep, after: Annotated[int, Query(ge=0)] = 0) -> MetricsRead:
-    job, epochs = job_service.job_epochs(session, job_id, after)
+def get_job_metrics(
+    job_id: str, owner: OwnerDep, session: SessionDep, after: Annotated[int, Query(ge=0)] = 0
+) -> MetricsRead:
+    job, epochs = job_service.job_epochs(session, job_id, owner_id=owner.id, after=after)
     return MetricsRead(job_id=job.id, status=job.status, epochs=[EpochRead.model_validate(e) for e in epochs])  # type: ignore[arg-type]
 
 
@@ -97,8 +102,8 @@ def get_job_metrics(job_id: str, session: SessionDep, after: Annotated[int, Quer
     responses={**problems(404), 200: {"content": {"text/plain": {"example": "Epoch 3/20 - 0s - loss: 0.5748 - accuracy: 0.7010\n"}}}},
     summary="The training log in Keras' verbose=2 style, one line per finished epoch",
 )
-def get_job_log(job_id: str, session: SessionDep) -> PlainTextResponse:
-    job, epochs = job_service.job_epochs(session, job_id)
+def get_job_log(job_id: str, owner: OwnerDep, session: SessionDep) -> PlainTextResponse:
+    job, epochs = job_service.job_epochs(session, job_id, owner_id=owner.id)
     return PlainTextResponse(job_service.keras_log(job, epochs))
 
 
@@ -108,6 +113,6 @@ def get_job_log(job_id: str, session: SessionDep) -> PlainTextResponse:
     responses={**problems(404), 200: {"content": {"application/octet-stream": {}}, "description": "A .keras file"}},
     summary="Download the trained model as a .keras file (404 until the job has succeeded)",
 )
-def get_job_model(job_id: str, session: SessionDep) -> FileResponse:
-    path = job_service.model_file(session, job_id)
+def get_job_model(job_id: str, owner: OwnerDep, session: SessionDep) -> FileResponse:
+    path = job_service.model_file(session, job_id, owner_id=owner.id)
     return FileResponse(path, media_type="application/octet-stream", filename=f"{job_id}.keras")
