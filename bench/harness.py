@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -39,10 +40,22 @@ def postgres_database() -> Iterator[str]:
         admin.dispose()
 
 
+@dataclass(frozen=True)
+class LiveService:
+    url: str
+    key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+
 @contextmanager
-def service(backend: str = "postgres-redis", workers: int = 1) -> Iterator[str]:
-    """Yields the base URL of a live API with `workers` Celery worker processes."""
+def service(backend: str = "postgres-redis", workers: int = 1) -> Iterator[LiveService]:
+    """A live API with `workers` Celery worker processes and an API key for it."""
+    from app.admin import create_api_key
     from app.serve import api_command, worker_command
+    from app.settings import Settings
 
     with tempfile.TemporaryDirectory(prefix="epochly-bench-") as tmp, _database(backend) as database_url:
         env = {**os.environ, "DATA_DIR": f"{tmp}/var", "DATABASE_URL": database_url, "BROKER_URL": REDIS_URL if backend != "embedded" else ""}
@@ -60,7 +73,8 @@ def service(backend: str = "postgres-redis", workers: int = 1) -> Iterator[str]:
                 log_path = logs / f"worker{index}.log"
                 processes.append(subprocess.Popen(worker_command(f"bench{index}"), cwd=ROOT, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT))
                 _wait(lambda p=log_path: b" ready." in p.read_bytes(), processes[-1], "worker")
-            yield url
+            settings = Settings(data_dir=Path(env["DATA_DIR"]), database_url=database_url, broker_url=env["BROKER_URL"])
+            yield LiveService(url=url, key=create_api_key("bench", settings))
         finally:
             if os.environ.get("EPOCHLY_BENCH_SHOW_LOGS"):
                 for log_file in sorted(logs.glob("*.log")):

@@ -13,7 +13,7 @@ from datetime import datetime
 
 import httpx
 
-from bench.harness import service
+from bench.harness import LiveService, service
 from epochly_client.tutorial import TUTORIAL_JOB
 
 
@@ -41,9 +41,9 @@ async def follow(client: httpx.AsyncClient, job_id: str, lags: list[float], read
     return epochs
 
 
-async def one_run(url: str, clients: int, epochs: int) -> tuple[list[float], int]:
+async def one_run(live: LiveService, clients: int, epochs: int) -> tuple[list[float], int]:
     limits = httpx.Limits(max_connections=clients + 10, max_keepalive_connections=clients + 10)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+    async with httpx.AsyncClient(base_url=live.url, headers=live.headers, limits=limits, timeout=60) as client:
         dataset = (await client.post("/v1/datasets/examples/side-effects")).json()
         # Submit with the worker idle, then attach every stream while the job is still queued/starting.
         spec = TUTORIAL_JOB | {"dataset_id": dataset["id"], "fit": {**TUTORIAL_JOB["fit"], "epochs": epochs}}
@@ -67,9 +67,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20)
     args = parser.parse_args()
     p50s, p99s, maxes = [], [], []
-    with service(args.backend) as url:
+    with service(args.backend) as live:
         for run in range(args.runs):
-            lags, received = asyncio.run(one_run(url, args.clients, args.epochs))
+            lags, received = asyncio.run(one_run(live, args.clients, args.epochs))
             expected = args.clients * args.epochs
             p50s.append(percentile(lags, 0.5))
             p99s.append(percentile(lags, 0.99))

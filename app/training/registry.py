@@ -27,6 +27,8 @@ ALLOWED_MODULE_ROOTS = (
     "keras.models",
     "keras.src",
 )
+# Arguments that Keras treats as a file to read when given a string.
+PATH_ARGUMENTS = frozenset({"vocabulary", "filepath", "file_path", "path", "idf_weights", "mask_token_file"})
 DENIED_MODULE_PARTS = ("utils", "saving", "ops", "backend", "export", "callbacks", "datasets", "applications")
 
 
@@ -104,6 +106,8 @@ def unsafe_config_reason(node: Any) -> tuple[str, str] | None:
         if registered is not None and registered not in (class_name, node.get("config")):
             return ".registered_name", f"custom object {registered!r} is not allowed"
     for key, value in node.items():
+        if key in PATH_ARGUMENTS and isinstance(value, str):
+            return f".{key}", f"{key} names a file on the server, which cannot be read; pass the values inline (e.g. a list)"
         found = unsafe_config_reason(value)
         if found:
             return f".{key}{found[0]}", found[1]
