@@ -87,3 +87,17 @@ def test_cli_says_when_the_service_is_unreachable(backend):
     env = {**os.environ, "EPOCHLY_URL": "http://127.0.0.1:9"}
     result = subprocess.run([sys.executable, "-c", "from epochly_client.cli import main; main()", "jobs"], capture_output=True, text=True, env=env)
     assert result.returncode == 1 and "cannot reach" in result.stderr
+
+
+def test_keys_create_prints_a_working_key_for_a_new_owner(service, backend):
+    env = {**os.environ, "DATA_DIR": str(backend.data_dir), "DATABASE_URL": backend.database_url, "BROKER_URL": backend.broker_url}
+    result = subprocess.run(
+        [sys.executable, "-c", "from epochly_client.cli import main; main()", "keys", "create", "--owner", "bob"],
+        capture_output=True, text=True, env=env, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    key = result.stdout.strip()
+    assert key.startswith("ek_")
+    with Client(service.url, api_key=key) as bob:
+        jobs, _ = bob.jobs()
+    assert jobs == []  # a new owner sees nobody else's jobs
