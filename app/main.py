@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.api import docs, problems
+from app.api.recovery import recovery_loop
 from app.api.routes import datasets, events, health, jobs
 from app.db import make_engine, make_session_factory
 from app.events.hub import EventHub
@@ -30,11 +31,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         upgrade_to_head(settings.resolved_database_url)
         spec_checker.start()
-        hub_task = asyncio.create_task(app.state.hub.run(settings))
+        tasks = [asyncio.create_task(app.state.hub.run(settings)), asyncio.create_task(recovery_loop(app))]
         yield
-        hub_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await hub_task
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         engine.dispose()
 
     app = FastAPI(

@@ -99,6 +99,10 @@ class Job(Base):
     model_path: Mapped[str | None] = mapped_column(Text)
     # Set by POST /cancel on a running job; the worker stops at the next batch boundary.
     cancel_requested_at: Mapped[datetime | None]
+    # Written by the running worker every few seconds; a stale one means the worker is gone.
+    heartbeat_at: Mapped[datetime | None]
+    # One entry per time a worker took the job: {"attempt", "worker", "started_at", "ended_at", "outcome"}.
+    attempts: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
 
     history: Mapped[list["JobEvent"]] = relationship(
         order_by="JobEvent.id", cascade="all, delete-orphan", lazy="selectin"

@@ -19,6 +19,12 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 2 * 1024**3
     # JSON request bodies (job specs); uploads have their own limit above.
     max_request_bytes: int = 1024**2
+    # A running job whose worker has not written a heartbeat for this long is requeued (or failed
+    # after JOB_MAX_ATTEMPTS tries); workers beat every few seconds.
+    job_heartbeat_timeout_s: float = 60.0
+    job_max_attempts: int = 3
+    # How often a running job saves a resumable checkpoint (0: after every epoch).
+    checkpoint_interval_s: float = 30.0
     owner_max_active_jobs: int = 20
     owner_max_stored_bytes: int = 20 * 1024**3
 
@@ -44,6 +50,10 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return (self.data_dir / "models").resolve()
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return (self.data_dir / "checkpoints").resolve()
 
     @property
     def uploads_dir(self) -> Path:

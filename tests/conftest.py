@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from app.admin import create_api_key
 from app.main import create_app
 from app.settings import Settings
+from bench.harness import postgres_database
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("EPOCHLY_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -44,16 +45,8 @@ def require_service(name: str, host: str, port: int) -> None:
 def postgres_url() -> Iterator[str]:
     """A fresh database per test session, built by the app's own migrations when the app starts."""
     require_service("PostgreSQL", "127.0.0.1", 5432)
-    from sqlalchemy import create_engine, text
-
-    name = f"epochly_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with postgres_database(PG_ADMIN_URL) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -97,20 +90,20 @@ def example_dataset(client: TestClient) -> dict:
     return response.json()
 
 
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes a child process read exactly these settings."""
+    return {**os.environ, **{name.upper(): str(value) for name, value in settings.model_dump().items()}}
+
+
 class Worker:
     """A real `celery worker` process (solo pool) against the given back end."""
 
     def __init__(self, settings: Settings, log_path: Path) -> None:
         self.settings = settings
         self.log_path = log_path
-        env = {
-            **os.environ,
-            "DATABASE_URL": settings.database_url,
-            "BROKER_URL": settings.broker_url,
-            "DATA_DIR": str(settings.data_dir),
-        }
         from app.serve import worker_command
 
+        env = settings_env(settings)
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
             worker_command(f"test-{uuid.uuid4().hex[:6]}"), cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
@@ -125,6 +118,11 @@ class Worker:
                 return
             time.sleep(0.2)
         raise TimeoutError(f"worker not ready after {timeout_s}s:\n{self.log_path.read_text()[-3000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL: no warm shutdown, no hand-back: as if the machine died."""
+        self.process.kill()
+        self.process.wait()
 
     def stop(self) -> None:
         if self.process.poll() is None:

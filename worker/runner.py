@@ -1,9 +1,10 @@
-"""One training job from claim to finish; testable without Celery."""
+"""One training attempt, from claim to finish or hand-back; testable without Celery."""
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
+from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
 from app import ingest
@@ -11,12 +12,14 @@ from app.db import make_engine, make_session_factory, session_scope
 from app.events.messages import epoch_message, progress_message, status_message
 from app.events.publisher import Publisher, make_publisher
 from app.models import JobEvent
+from app.queue import enqueue_training, make_celery
 from app.repositories import datasets as datasets_repo
 from app.repositories import jobs as jobs_repo
 from app.settings import Settings
 from app.specs import TrainingSpec
+from app.training.checkpoint import Checkpoint
 from app.training.failures import describe_failure
-from app.training.trainer import EpochReporter, train
+from app.training.trainer import EpochReporter, Outcome, train
 
 log = logging.getLogger("epochly.worker")
 CANCEL_POLL_S = 0.2
@@ -26,6 +29,8 @@ CANCEL_POLL_S = 0.2
 class WorkerContext:
     settings: Settings
     worker_name: str
+    # Set when the worker is asked to stop: the running job checkpoints and goes back to the queue.
+    shutting_down: threading.Event = field(default_factory=threading.Event)
 
     @cached_property
     def session_factory(self) -> sessionmaker[Session]:
@@ -35,16 +40,27 @@ class WorkerContext:
     def publisher(self) -> Publisher:
         return make_publisher(self.settings)
 
+    @cached_property
+    def celery(self) -> Celery:
+        return make_celery(self.settings)
+
+    @property
+    def heartbeat_interval_s(self) -> float:
+        return max(0.5, self.settings.job_heartbeat_timeout_s / 6)
+
 
 class JobHooks:
-    """Connects training to the outside: epoch rows to the database, events to the bus, cancel from the API."""
+    """Connects training to the outside: epoch rows to the database, events to the bus, cancel from
+    the API, heartbeats so the service knows this worker is alive."""
 
     def __init__(self, job_id: str, ctx: WorkerContext) -> None:
         self.job_id = job_id
         self.ctx = ctx
         self.cancelled = threading.Event()
+        # The service gave the job to another attempt (this worker looked dead): stop, finish nothing.
+        self.lost = threading.Event()
         self._done = threading.Event()
-        self._watcher = threading.Thread(target=self._watch_cancel, name=f"cancel-watch-{job_id}", daemon=True)
+        self._watcher = threading.Thread(target=self._watch, name=f"job-watch-{job_id}", daemon=True)
 
     def __enter__(self) -> "JobHooks":
         self._watcher.start()
@@ -65,18 +81,30 @@ class JobHooks:
         self.ctx.publisher.publish(progress_message(self.job_id, epoch, batch, batches))
 
     def should_stop(self) -> bool:
-        return self.cancelled.is_set()
+        return self.cancelled.is_set() or self.lost.is_set()
 
-    def _watch_cancel(self) -> None:
-        """A cheap primary-key read a few times a second, off the training thread, so batches never wait on it."""
+    def should_hand_back(self) -> bool:
+        return self.ctx.shutting_down.is_set()
+
+    def _watch(self) -> None:
+        """Off the training thread, so batches never wait on the database: cancel checks a few times
+        a second, heartbeats every few seconds."""
+        last_beat = 0.0
+        elapsed = 0.0
         while not self._done.wait(CANCEL_POLL_S):
+            elapsed += CANCEL_POLL_S
             try:
                 with session_scope(self.ctx.session_factory) as session:
+                    if elapsed - last_beat >= self.ctx.heartbeat_interval_s:
+                        last_beat = elapsed
+                        if not jobs_repo.beat(session, self.job_id, self.ctx.worker_name):
+                            self.lost.set()
+                            return
                     if jobs_repo.cancel_requested(session, self.job_id):
                         self.cancelled.set()
                         return
             except Exception as exc:  # the database blinking must not kill training
-                log.warning("cancel check for job %s failed: %s", self.job_id, exc)
+                log.warning("heartbeat/cancel check for job %s failed: %s", self.job_id, exc)
 
 
 def run_job(job_id: str, ctx: WorkerContext) -> None:
@@ -93,22 +121,47 @@ def run_job(job_id: str, ctx: WorkerContext) -> None:
     _publish(ctx, started)
 
     model_path = ctx.settings.models_dir / f"{job_id}.keras"
+    checkpoint = Checkpoint(ctx.settings.checkpoints_dir / job_id)
     with JobHooks(job_id, ctx) as hooks:
         reporter = EpochReporter(hooks)
         try:
             if storage_key is None:
                 raise FileNotFoundError("the job's dataset was deleted before training started")
             x, y = ingest.load_arrays(ctx.settings.datasets_dir, storage_key)
-            model = train(spec, x, y, reporter=reporter, model_path=model_path)
+            outcome = train(
+                spec, x, y, reporter=reporter, model_path=model_path,
+                checkpoint=checkpoint, checkpoint_interval_s=ctx.settings.checkpoint_interval_s,
+            )
         except Exception as exc:
             error = describe_failure(exc, reporter.epoch)
             log.warning("job %s failed in epoch %s: %s: %s", job_id, reporter.epoch, error["type"], error["message"])
             _finish(ctx, job_id, status="failed", message=f"{error['type']}: {error['message']}", error=error)
+            checkpoint.discard()
             return
-    if model is None:
-        _finish(ctx, job_id, status="cancelled", message=f"cancelled during epoch {reporter.epoch}; {reporter.epoch - 1} finished epoch(s) kept")
+    if hooks.lost.is_set():
+        log.warning("job %s was given to another attempt while this worker ran it; stopping", job_id)
+    elif outcome is Outcome.HANDED_BACK:
+        _hand_back(ctx, job_id, reporter.epoch)
+    elif outcome is Outcome.CANCELLED:
+        kept = reporter.epoch - 1
+        _finish(ctx, job_id, status="cancelled", message=f"cancelled during epoch {reporter.epoch}; {kept} finished epoch(s) kept")
+        checkpoint.discard()
     else:
         _finish(ctx, job_id, status="succeeded", message=f"trained {spec.fit.epochs} epochs", model_path=str(model_path))
+        checkpoint.discard()
+
+
+def _hand_back(ctx: WorkerContext, job_id: str, epoch: int) -> None:
+    with session_scope(ctx.session_factory) as session:
+        job = jobs_repo.get(session, job_id)
+        assert job is not None
+        event = jobs_repo.requeue(
+            session, job, from_status="running", outcome="handed back",
+            message=f"{ctx.worker_name} is shutting down; handed back after epoch {epoch} (checkpointed), will resume",
+        )
+    if event is not None:
+        _publish(ctx, event)
+        enqueue_training(ctx.celery, job_id)
 
 
 def _finish(ctx: WorkerContext, job_id: str, **fields: object) -> None:

@@ -5,7 +5,7 @@ import socket
 from functools import cache
 
 import numpy as np
-from celery.signals import worker_ready
+from celery.signals import worker_ready, worker_shutting_down
 
 from app.queue import TRAIN_TASK
 from app.settings import get_settings
@@ -37,6 +37,9 @@ class _SilentHooks:
     def should_stop(self) -> bool:
         return False
 
+    def should_hand_back(self) -> bool:
+        return False
+
 
 @worker_ready.connect
 def _warm_up(**_: object) -> None:
@@ -49,3 +52,9 @@ def _warm_up(**_: object) -> None:
     train(spec, np.zeros((4, 1), np.float32), np.zeros((4,), np.float32), reporter=reporter, model_path=path)
     path.unlink(missing_ok=True)
     log.info("worker warm: TensorFlow loaded once for this process")
+
+
+@worker_shutting_down.connect
+def _hand_back_on_shutdown(**_: object) -> None:
+    """SIGTERM (a warm shutdown): the running job finishes its epoch, checkpoints and goes back to the queue."""
+    context().shutting_down.set()

@@ -2,7 +2,7 @@
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from app.specs import TUTORIAL_COMPILE, TUTORIAL_FIT, TUTORIAL_LAYERS
 
@@ -41,6 +41,8 @@ EXAMPLE_JOB = {
     "latest": EXAMPLE_LOGS,
     "error": None,
     "worker": "celery@host (pid 4242)",
+    "attempts": [{"attempt": 1, "worker": "celery@host (pid 4242)", "started_at": "2026-11-25T12:00:01Z", "ended_at": "2026-11-25T12:00:10Z", "outcome": "succeeded"}],
+    "restarts": 0,
     "history": [
         {"status": "queued", "message": "submitted; waiting for a worker", "at": "2026-11-25T12:00:00Z"},
         {"status": "running", "message": "started on celery@host (pid 4242)", "at": "2026-11-25T12:00:01Z"},
@@ -88,6 +90,18 @@ class JobEventRead(BaseModel):
     at: datetime
 
 
+class AttemptRead(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"example": {"attempt": 1, "worker": "celery@host (pid 4242)", "started_at": "2026-11-25T12:00:01Z", "ended_at": "2026-11-25T12:00:10Z", "outcome": "succeeded"}}
+    )
+
+    attempt: int
+    worker: str
+    started_at: datetime
+    ended_at: datetime | None
+    outcome: str | None = Field(description="succeeded, failed, cancelled, worker lost or handed back; null while running")
+
+
 class JobRead(BaseModel):
     model_config = ConfigDict(from_attributes=True, json_schema_extra={"example": EXAMPLE_JOB})
 
@@ -107,8 +121,15 @@ class JobRead(BaseModel):
     worker: str | None
     history: list[JobEventRead]
     cancel_requested_at: datetime | None = Field(default=None, description="Set while a running job is being cancelled")
+    attempts: list[AttemptRead] = Field(default_factory=list, description="Each time a worker took the job")
+    heartbeat_at: datetime | None = Field(default=None, description="The running worker's last sign of life")
     batch: int | None = Field(default=None, description="Running jobs: batches finished in the current epoch")
     batches_per_epoch: int | None = Field(default=None, description="Running jobs: batches in one epoch")
+
+    @computed_field(description="How many times the job was started again after a lost or stopping worker")  # type: ignore[prop-decorator]
+    @property
+    def restarts(self) -> int:
+        return max(0, len(self.attempts) - 1)
 
 
 class JobPage(BaseModel):

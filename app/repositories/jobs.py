@@ -46,15 +46,55 @@ def add_event(session: Session, job_id: str, status: str, message: str, at: date
 
 def claim(session: Session, job_id: str, worker: str) -> JobEvent | None:
     """queued → running, atomically: a redelivered or duplicate message finds nothing to claim."""
+    job = session.get(Job, job_id)
+    if job is None or job.status != "queued":
+        return None
     now = utcnow()
+    attempt = len(job.attempts) + 1
+    attempts = [*job.attempts, {"attempt": attempt, "worker": worker, "started_at": now.isoformat(), "ended_at": None, "outcome": None}]
     result = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status == "queued")
-        .values(status="running", started_at=now, worker=worker)
+        .values(status="running", started_at=job.started_at or now, worker=worker, heartbeat_at=now, attempts=attempts)
+        .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:
         return None
-    return add_event(session, job_id, "running", f"started on {worker}", now)
+    message = f"started on {worker}" if attempt == 1 else f"attempt {attempt} started on {worker}"
+    return add_event(session, job_id, "running", message, now)
+
+
+def beat(session: Session, job_id: str, worker: str) -> bool:
+    """Record that `worker` still runs the job; False if the job is no longer its to run."""
+    result = session.execute(
+        update(Job).where(Job.id == job_id, Job.status == "running", Job.worker == worker).values(heartbeat_at=utcnow())
+    )
+    return result.rowcount == 1
+
+
+def stale_running(session: Session, cutoff: datetime) -> list[Job]:
+    stmt = select(Job).where(Job.status == "running", Job.heartbeat_at < cutoff)
+    return list(session.scalars(stmt))
+
+
+def requeue(session: Session, job: Job, *, from_status: str, outcome: str, message: str, heartbeat_before: datetime | None = None) -> JobEvent | None:
+    """running → queued for another attempt, closing the current attempt with `outcome`."""
+    conditions = [Job.id == job.id, Job.status == from_status, Job.worker == job.worker]
+    if heartbeat_before is not None:
+        conditions.append(Job.heartbeat_at < heartbeat_before)
+    result = session.execute(
+        update(Job).where(*conditions).values(status="queued", worker=None, attempts=_close_attempt(job.attempts, outcome))
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        return None
+    return add_event(session, job.id, "queued", message)
+
+
+def _close_attempt(attempts: list[dict[str, Any]], outcome: str) -> list[dict[str, Any]]:
+    if not attempts:
+        return attempts
+    return [*attempts[:-1], {**attempts[-1], "ended_at": utcnow().isoformat(), "outcome": outcome}]
 
 
 def cancel_queued(session: Session, job_id: str) -> JobEvent | None:
@@ -107,10 +147,13 @@ def finish(
     model_path: str | None = None,
 ) -> JobEvent:
     now = utcnow()
+    job = session.get(Job, job_id)
+    attempts = _close_attempt(job.attempts, status) if job is not None else []
     session.execute(
         update(Job)
         .where(Job.id == job_id)
-        .values(status=status, finished_at=now, error=error, model_path=model_path)
+        .values(status=status, finished_at=now, error=error, model_path=model_path, attempts=attempts)
+        .execution_options(synchronize_session=False)
     )
     return add_event(session, job_id, status, message, now)
 

@@ -1,5 +1,13 @@
-"""Run `model.fit` for a spec, reporting each epoch and in-epoch progress through hooks the caller supplies."""
+"""Run `model.fit` for a spec, epoch by epoch, reporting each epoch and in-epoch progress through
+hooks, checkpointing so an interrupted job resumes exactly where it stopped.
+
+The data order of epoch e is a permutation drawn from (seed, e) alone, not from a random stream
+that has to be replayed, so a run resumed at epoch k sees exactly the batches an uninterrupted
+run would have seen.
+"""
+import enum
 import math
+import secrets
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -9,8 +17,15 @@ import numpy as np
 
 from app.specs import TrainingSpec
 from app.training.builder import build_model, compile_model, training_split
+from app.training.checkpoint import Checkpoint
 
 PROGRESS_INTERVAL_S = 0.25
+
+
+class Outcome(enum.Enum):
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    HANDED_BACK = "handed back"
 
 
 class TrainingHooks(Protocol):
@@ -19,6 +34,8 @@ class TrainingHooks(Protocol):
     def progress(self, epoch: int, batch: int, batches: int | None) -> None: ...
 
     def should_stop(self) -> bool: ...
+
+    def should_hand_back(self) -> bool: ...
 
 
 class NonFiniteLoss(Exception):
@@ -64,28 +81,67 @@ class EpochReporter(keras.callbacks.Callback):
         self.hooks.epoch_finished(epoch + 1, values, duration)
 
 
-def train(spec: TrainingSpec, x: np.ndarray, y: np.ndarray, *, reporter: EpochReporter, model_path: Path) -> keras.Model | None:
-    """Train and save the model; returns None (and saves nothing) when the hooks asked to stop."""
+def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def train(
+    spec: TrainingSpec,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    reporter: EpochReporter,
+    model_path: Path,
+    checkpoint: Checkpoint | None = None,
+    checkpoint_interval_s: float = 0.0,
+) -> Outcome:
+    """Train (resuming from `checkpoint` if it holds one) and save the model when training completes."""
+    fit = spec.fit
+    n_train = training_split(len(x), fit.validation_split)
+    x_train, y_train = x[:n_train], y[:n_train]
+    validation = (x[n_train:], y[n_train:]) if n_train < len(x) else None
+
     keras.backend.clear_session()
-    if spec.fit.seed is not None:
-        keras.utils.set_random_seed(spec.fit.seed)
-    n_train = training_split(len(x), spec.fit.validation_split)
-    model = build_model(spec, x.shape[1:], x[:n_train])
-    compile_model(model, spec.compile)
-    model.fit(
-        x,
-        y,
-        batch_size=spec.fit.batch_size,
-        epochs=spec.fit.epochs,
-        shuffle=spec.fit.shuffle,
-        validation_split=spec.fit.validation_split,
-        verbose=0,
-        callbacks=[reporter],
-    )
-    if reporter.stopped:
-        return None
+    restored = checkpoint.load() if checkpoint else None
+    if restored:
+        model, state = restored
+        start_epoch, seed = state["epoch"], state["seed"]
+    else:
+        seed = fit.seed if fit.seed is not None else secrets.randbelow(2**31)
+        keras.utils.set_random_seed(seed)
+        model = build_model(spec, x.shape[1:], x_train)
+        compile_model(model, spec.compile)
+        start_epoch = 0
+
+    last_checkpoint = time.monotonic()
+    for epoch in range(start_epoch, fit.epochs):
+        if fit.shuffle:
+            order = epoch_order(seed, epoch, n_train)
+            epoch_x, epoch_y = x_train[order], y_train[order]
+        else:
+            epoch_x, epoch_y = x_train, y_train
+        model.fit(
+            epoch_x,
+            epoch_y,
+            batch_size=fit.batch_size,
+            epochs=epoch + 1,
+            initial_epoch=epoch,
+            shuffle=False,
+            validation_data=validation,
+            verbose=0,
+            callbacks=[reporter],
+        )
+        if reporter.stopped:
+            return Outcome.CANCELLED
+        hand_back = reporter.hooks.should_hand_back() and epoch + 1 < fit.epochs
+        if checkpoint and (hand_back or time.monotonic() - last_checkpoint >= checkpoint_interval_s):
+            checkpoint.save(model, {"epoch": epoch + 1, "seed": seed})
+            last_checkpoint = time.monotonic()
+        if hand_back:
+            return Outcome.HANDED_BACK
+
     model_path.parent.mkdir(parents=True, exist_ok=True)
     partial = model_path.with_suffix(".partial.keras")
     model.save(partial)
     partial.replace(model_path)
-    return model
+    return Outcome.COMPLETED

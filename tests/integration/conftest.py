@@ -1,5 +1,4 @@
 """A live service per back end: a real uvicorn API process and a real Celery worker process."""
-import os
 import socket
 import subprocess
 import time
@@ -11,22 +10,13 @@ import pytest
 from app.admin import create_api_key
 from app.serve import api_command
 from app.settings import Settings
-from tests.conftest import ROOT, embedded_settings, start_worker
+from tests.conftest import ROOT, embedded_settings, settings_env, start_worker
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def service_env(settings: Settings) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_URL": settings.database_url,
-        "BROKER_URL": settings.broker_url,
-        "DATA_DIR": str(settings.data_dir),
-    }
 
 
 class ApiServer:
@@ -37,7 +27,7 @@ class ApiServer:
         self.log_path = log_path
         self.key = ""
         self.process = subprocess.Popen(
-            api_command("127.0.0.1", self.port), cwd=ROOT, env=service_env(settings), stdout=self._log, stderr=subprocess.STDOUT
+            api_command("127.0.0.1", self.port), cwd=ROOT, env=settings_env(settings), stdout=self._log, stderr=subprocess.STDOUT
         )
 
     def wait_ready(self, timeout_s: float = 60) -> None:

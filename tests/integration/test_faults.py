@@ -1,0 +1,175 @@
+"""Faults done for real on PostgreSQL + Redis: workers killed with SIGKILL, stopped with SIGTERM,
+never coming back. Each test runs its own API and workers on a database of its own, with short
+heartbeat timeouts and a checkpoint after every epoch."""
+import time
+from contextlib import contextmanager
+
+import httpx
+import pytest
+
+from app.admin import create_api_key
+from app.settings import Settings
+from bench.harness import postgres_database
+from tests.conftest import PG_ADMIN_URL, REDIS_HOST, REDIS_PORT, require_service, start_worker
+from tests.integration.conftest import ApiServer
+from tests.integration.test_training_e2e import tutorial, wait_until_done
+
+HEARTBEAT_TIMEOUT_S = 3.0
+# Bit-identical in every run here; the test allows float32 rounding noise and no more.
+RESUME_TOLERANCE = 1e-6
+
+
+class Cluster:
+    def __init__(self, settings: Settings, logs) -> None:
+        self.settings = settings
+        self.logs = logs
+        self.workers: list = []
+        self.api = ApiServer(settings, logs / "api.log")
+        self.api.wait_ready()
+        self.http = httpx.Client(base_url=self.api.url, timeout=30, headers={"Authorization": f"Bearer {create_api_key('faults', settings)}"})
+
+    def start_worker(self):
+        worker = start_worker(self.settings, self.logs / f"worker{len(self.workers)}.log")
+        self.workers.append(worker)
+        return worker
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        self.http.close()
+        self.api.stop()
+
+
+@contextmanager
+def cluster(tmp_path, **overrides):
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    require_service("Redis", REDIS_HOST, REDIS_PORT)
+    import redis
+
+    redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=13).flushdb()
+    with postgres_database(PG_ADMIN_URL) as database_url:
+        settings = Settings(
+            data_dir=tmp_path / "var", database_url=database_url, broker_url=f"redis://{REDIS_HOST}:{REDIS_PORT}/13",
+            job_heartbeat_timeout_s=HEARTBEAT_TIMEOUT_S, checkpoint_interval_s=0, **overrides,
+        )
+        settings.prepare_data_dir()
+        running = Cluster(settings, tmp_path)
+        try:
+            yield running
+        finally:
+            running.close()
+
+
+def wait_for_epoch(http, job_id: str, epoch: int, timeout_s: float = 120) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = http.get(f"/v1/jobs/{job_id}").json()
+        if job["epochs_completed"] >= epoch:
+            return job
+        assert job["status"] in ("queued", "running"), job
+        time.sleep(0.05)
+    raise TimeoutError(f"epoch {epoch} not reached")
+
+
+def epoch_logs(http, job_id: str) -> list[dict]:
+    rows = http.get(f"/v1/jobs/{job_id}/metrics").json()["epochs"]
+    assert [r["epoch"] for r in rows] == list(range(1, len(rows) + 1))  # each epoch exactly once, in order
+    return [r["logs"] for r in rows]
+
+
+def assert_same_losses(resumed: list[dict], uninterrupted: list[dict]) -> None:
+    assert len(resumed) == len(uninterrupted)
+    for a, b in zip(resumed, uninterrupted, strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert abs(a[key] - b[key]) <= RESUME_TOLERANCE, (key, a[key], b[key])
+
+
+def test_worker_killed_mid_training_is_resumed_by_another_and_matches_an_uninterrupted_run(tmp_path):
+    with cluster(tmp_path) as c:
+        first = c.start_worker()
+        dataset = c.http.post("/v1/datasets/examples/side-effects").json()
+        job_id = c.http.post("/v1/jobs", json=tutorial(dataset["id"], validation_split=0.1)).json()["id"]
+        wait_for_epoch(c.http, job_id, 6)
+        first.kill()
+        c.start_worker()
+        job = wait_until_done(c.http, job_id, timeout_s=180)
+        assert job["status"] == "succeeded", job
+        assert [a["outcome"] for a in job["attempts"]] == ["worker lost", "succeeded"]
+        assert job["attempts"][0]["worker"] != job["attempts"][1]["worker"]
+        assert any("no heartbeat" in h["message"] for h in job["history"])
+        resumed = epoch_logs(c.http, job_id)
+
+        again = c.http.post("/v1/jobs", json=tutorial(dataset["id"], validation_split=0.1)).json()["id"]
+        assert wait_until_done(c.http, again)["status"] == "succeeded"
+        assert_same_losses(resumed, epoch_logs(c.http, again))
+
+
+def test_worker_gone_for_good_gets_the_job_requeued_then_failed_when_attempts_run_out(tmp_path):
+    with cluster(tmp_path, job_max_attempts=2) as c:
+        dataset = c.http.post("/v1/datasets/examples/side-effects").json()
+        job_id = c.http.post("/v1/jobs", json=tutorial(dataset["id"], epochs=200)).json()["id"]
+        for expected_attempt in (1, 2):
+            worker = c.start_worker()
+            wait_for_epoch(c.http, job_id, 1 + 2 * (expected_attempt - 1))
+            worker.kill()
+            if expected_attempt == 1:
+                deadline = time.monotonic() + 30
+                while c.http.get(f"/v1/jobs/{job_id}").json()["status"] != "queued":
+                    assert time.monotonic() < deadline, "a job with a dead worker stayed running"
+                    time.sleep(0.2)
+        job = wait_until_done(c.http, job_id, timeout_s=60)
+        assert job["status"] == "failed"
+        assert job["error"]["type"] == "WorkerLost"
+        assert len(job["attempts"]) == 2
+
+
+def test_sigterm_checkpoints_hands_the_job_back_and_exits(tmp_path):
+    with cluster(tmp_path) as c:
+        first = c.start_worker()
+        dataset = c.http.post("/v1/datasets/examples/side-effects").json()
+        job_id = c.http.post("/v1/jobs", json=tutorial(dataset["id"])).json()["id"]
+        wait_for_epoch(c.http, job_id, 4)
+        first.process.terminate()
+        assert first.process.wait(timeout=60) == 0  # it exits by itself, cleanly
+        handed = c.http.get(f"/v1/jobs/{job_id}").json()
+        assert handed["status"] == "queued"
+        assert "handed back" in handed["history"][-1]["message"]
+        c.start_worker()
+        job = wait_until_done(c.http, job_id)
+        assert job["status"] == "succeeded"
+        assert [a["outcome"] for a in job["attempts"]] == ["handed back", "succeeded"]
+        assert len(epoch_logs(c.http, job_id)) == 20
+
+
+@pytest.mark.parametrize("backend", ["embedded"], indirect=True)
+def test_make_run_restarts_a_worker_that_dies(backend, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, settings_env
+    from tests.integration.conftest import free_port
+
+    env = settings_env(Settings(data_dir=tmp_path / "var", port=free_port()))
+    serve = subprocess.Popen([sys.executable, "-m", "app.serve"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        def read_until(marker: str, timeout_s: float = 90) -> None:
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                line = serve.stdout.readline()
+                lines.append(line)
+                if marker in line:
+                    return
+            raise TimeoutError("".join(lines[-40:]))
+
+        read_until(" ready.")
+        worker_pid = int(subprocess.check_output(["pgrep", "-f", "-P", str(serve.pid), "celery"]).split()[0])
+        os.kill(worker_pid, signal.SIGKILL)
+        read_until("restarting it")
+        read_until(" ready.")
+    finally:
+        serve.send_signal(signal.SIGINT)
+        serve.wait(timeout=60)
