@@ -28,9 +28,11 @@ def free_port() -> int:
 def postgres_database(admin_url: str = PG_ADMIN_URL) -> Iterator[str]:
     """A fresh, empty database on the server `admin_url` points at; dropped afterwards."""
     from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
 
     name = f"epochly_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    # No pooled connection to go stale: a fault test may restart the server in between.
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     try:

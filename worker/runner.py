@@ -1,6 +1,9 @@
 """One training attempt, from claim to finish or hand-back; testable without Celery."""
 import logging
+import queue
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -11,7 +14,7 @@ from app import ingest
 from app.db import make_engine, make_session_factory, session_scope
 from app.events.messages import epoch_message, progress_message, status_message
 from app.events.publisher import Publisher, make_publisher
-from app.models import JobEvent
+from app.models import JobEvent, utcnow
 from app.queue import enqueue_training, make_celery
 from app.repositories import datasets as datasets_repo
 from app.repositories import jobs as jobs_repo
@@ -23,6 +26,20 @@ from app.training.trainer import EpochReporter, Outcome, train
 
 log = logging.getLogger("epochly.worker")
 CANCEL_POLL_S = 0.2
+RETRY_MAX_DELAY_S = 5.0
+
+
+def with_retry(what: str, action: Callable[[], object]) -> object:
+    """Keep trying a database write until it lands: a row must never be dropped because the
+    database was restarting. Gives up only when the process ends."""
+    delay = 0.2
+    while True:
+        try:
+            return action()
+        except Exception as exc:
+            log.warning("%s failed (%s); retrying in %.1f s", what, exc, delay)
+            time.sleep(delay)
+            delay = min(RETRY_MAX_DELAY_S, delay * 2)
 
 
 @dataclass
@@ -61,21 +78,37 @@ class JobHooks:
         self.lost = threading.Event()
         self._done = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name=f"job-watch-{job_id}", daemon=True)
+        # Epoch rows go through a writer thread: training never waits on the database, and a row
+        # that cannot be written yet (database restarting) waits in this queue, in order.
+        self._rows: queue.Queue[tuple[int, dict[str, float], float, object] | None] = queue.Queue()
+        self._writer = threading.Thread(target=self._write_rows, name=f"job-rows-{job_id}", daemon=True)
 
     def __enter__(self) -> "JobHooks":
         self._watcher.start()
+        self._writer.start()
         return self
 
     def __exit__(self, *_: object) -> None:
+        self._rows.put(None)
+        self._writer.join()  # every epoch row is in the database before the job is finished
         self._done.set()
         self._watcher.join()
 
     def epoch_finished(self, epoch: int, logs: dict[str, float], duration_s: float) -> None:
-        # Its own short transaction: the row is visible to pollers the moment the epoch ends.
-        with session_scope(self.ctx.session_factory) as session:
-            row = jobs_repo.record_epoch(session, self.job_id, epoch, logs, duration_s)
-        if row is not None:
-            self.ctx.publisher.publish(epoch_message(row))
+        self._rows.put((epoch, logs, duration_s, utcnow()))
+
+    def _write_rows(self) -> None:
+        while (item := self._rows.get()) is not None:
+            epoch, logs, duration_s, finished_at = item
+
+            def write() -> object:
+                # Its own short transaction: the row is visible to pollers as soon as it lands.
+                with session_scope(self.ctx.session_factory) as session:
+                    return jobs_repo.record_epoch(session, self.job_id, epoch, logs, duration_s, finished_at)  # type: ignore[arg-type]
+
+            row = with_retry(f"writing epoch {epoch} of job {self.job_id}", write)
+            if row is not None:
+                self.ctx.publisher.publish(epoch_message(row))  # type: ignore[arg-type]
 
     def progress(self, epoch: int, batch: int, batches: int | None) -> None:
         self.ctx.publisher.publish(progress_message(self.job_id, epoch, batch, batches))
@@ -152,22 +185,27 @@ def run_job(job_id: str, ctx: WorkerContext) -> None:
 
 
 def _hand_back(ctx: WorkerContext, job_id: str, epoch: int) -> None:
-    with session_scope(ctx.session_factory) as session:
-        job = jobs_repo.get(session, job_id)
-        assert job is not None
-        event = jobs_repo.requeue(
-            session, job, from_status="running", outcome="handed back",
-            message=f"{ctx.worker_name} is shutting down; handed back after epoch {epoch} (checkpointed), will resume",
-        )
-    if event is not None:
+    def requeue() -> JobEvent | None:
+        with session_scope(ctx.session_factory) as session:
+            job = jobs_repo.get(session, job_id)
+            assert job is not None
+            return jobs_repo.requeue(
+                session, job, from_status="running", outcome="handed back",
+                message=f"{ctx.worker_name} is shutting down; handed back after epoch {epoch} (checkpointed), will resume",
+            )
+
+    event = with_retry(f"handing back job {job_id}", requeue)
+    if isinstance(event, JobEvent):
         _publish(ctx, event)
         enqueue_training(ctx.celery, job_id)
 
 
 def _finish(ctx: WorkerContext, job_id: str, **fields: object) -> None:
-    with session_scope(ctx.session_factory) as session:
-        event = jobs_repo.finish(session, job_id, **fields)  # type: ignore[arg-type]
-    _publish(ctx, event)
+    def finish() -> JobEvent:
+        with session_scope(ctx.session_factory) as session:
+            return jobs_repo.finish(session, job_id, **fields)  # type: ignore[arg-type]
+
+    _publish(ctx, with_retry(f"finishing job {job_id}", finish))  # type: ignore[arg-type]
 
 
 def _publish(ctx: WorkerContext, event: JobEvent) -> None:

@@ -6,6 +6,7 @@ from functools import cache
 
 import numpy as np
 from celery.signals import worker_ready, worker_shutting_down
+from sqlalchemy.exc import OperationalError
 
 from app.queue import TRAIN_TASK
 from app.settings import get_settings
@@ -22,7 +23,11 @@ def context() -> WorkerContext:
     return WorkerContext(settings=get_settings(), worker_name=f"{socket.gethostname()} (pid {os.getpid()})")
 
 
-@celery.task(name=TRAIN_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+# A database that is away when the job is claimed: retry the task rather than drop the message.
+@celery.task(
+    name=TRAIN_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True,
+    autoretry_for=(OperationalError,), retry_backoff=1, retry_backoff_max=30, max_retries=None,
+)
 def train_job(job_id: str) -> None:
     run_job(job_id, context())
 

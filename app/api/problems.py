@@ -6,6 +6,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.schemas import Problem
@@ -76,6 +77,11 @@ def install(app: FastAPI) -> None:
         response = problem_response(exc.status_code, detail)
         response.headers.update(exc.headers or {})
         return response
+
+    @app.exception_handler(OperationalError)
+    async def _database_down(request: Request, exc: OperationalError) -> JSONResponse:
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc.orig)
+        return problem_response(503, "the database is unavailable; try again shortly", title="Service unavailable")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

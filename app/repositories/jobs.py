@@ -121,9 +121,11 @@ def cancel_requested(session: Session, job_id: str) -> bool:
     return session.scalar(select(Job.cancel_requested_at).where(Job.id == job_id)) is not None
 
 
-def record_epoch(session: Session, job_id: str, epoch: int, logs: dict[str, float], duration_s: float) -> EpochMetric | None:
+def record_epoch(
+    session: Session, job_id: str, epoch: int, logs: dict[str, float], duration_s: float, finished_at: datetime | None = None
+) -> EpochMetric | None:
     """Write one epoch row at most once; returns None when that epoch was already recorded."""
-    row = EpochMetric(job_id=job_id, epoch=epoch, logs=logs, duration_s=duration_s, finished_at=utcnow())
+    row = EpochMetric(job_id=job_id, epoch=epoch, logs=logs, duration_s=duration_s, finished_at=finished_at or utcnow())
     try:
         with session.begin_nested():
             session.add(row)

@@ -3,6 +3,7 @@ never coming back. Each test runs its own API and workers on a database of its o
 heartbeat timeouts and a checkpoint after every epoch."""
 import time
 from contextlib import contextmanager
+from datetime import datetime
 
 import httpx
 import pytest
@@ -12,6 +13,7 @@ from app.settings import Settings
 from bench.harness import postgres_database
 from tests.conftest import PG_ADMIN_URL, REDIS_HOST, REDIS_PORT, require_service, start_worker
 from tests.integration.conftest import ApiServer
+from tests.integration.servers import PrivatePostgres, PrivateRedis
 from tests.integration.test_training_e2e import tutorial, wait_until_done
 
 HEARTBEAT_TIMEOUT_S = 3.0
@@ -41,15 +43,18 @@ class Cluster:
 
 
 @contextmanager
-def cluster(tmp_path, **overrides):
-    require_service("PostgreSQL", "127.0.0.1", 5432)
-    require_service("Redis", REDIS_HOST, REDIS_PORT)
-    import redis
+def cluster(tmp_path, admin_url: str = PG_ADMIN_URL, broker_url: str | None = None, **overrides):
+    if broker_url is None:
+        require_service("Redis", REDIS_HOST, REDIS_PORT)
+        import redis
 
-    redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=13).flushdb()
-    with postgres_database(PG_ADMIN_URL) as database_url:
+        redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=13).flushdb()
+        broker_url = f"redis://{REDIS_HOST}:{REDIS_PORT}/13"
+    if admin_url == PG_ADMIN_URL:
+        require_service("PostgreSQL", "127.0.0.1", 5432)
+    with postgres_database(admin_url) as database_url:
         settings = Settings(
-            data_dir=tmp_path / "var", database_url=database_url, broker_url=f"redis://{REDIS_HOST}:{REDIS_PORT}/13",
+            data_dir=tmp_path / "var", database_url=database_url, broker_url=broker_url,
             job_heartbeat_timeout_s=HEARTBEAT_TIMEOUT_S, checkpoint_interval_s=0, **overrides,
         )
         settings.prepare_data_dir()
@@ -173,3 +178,54 @@ def test_make_run_restarts_a_worker_that_dies(backend, tmp_path):
     finally:
         serve.send_signal(signal.SIGINT)
         serve.wait(timeout=60)
+
+
+def test_redis_restart_mid_job_and_submits_while_it_is_down(tmp_path):
+    redis_server = PrivateRedis(tmp_path)
+    redis_server.start()
+    try:
+        with cluster(tmp_path, broker_url=redis_server.url) as c:
+            c.start_worker()
+            dataset = c.http.post("/v1/datasets/examples/side-effects").json()
+            job_id = c.http.post("/v1/jobs", json=tutorial(dataset["id"], epochs=40)).json()["id"]
+            wait_for_epoch(c.http, job_id, 3)
+            redis_server.stop()
+            refused = c.http.post("/v1/jobs", json=tutorial(dataset["id"], epochs=2))
+            assert refused.status_code == 503  # refused, not a 500 and not a job no worker will ever see
+            assert refused.headers["content-type"] == "application/problem+json"
+            assert [j["id"] for j in c.http.get("/v1/jobs").json()["items"]] == [job_id]
+            wait_for_epoch(c.http, job_id, 8)  # training goes on while the broker is away
+            redis_server.start()
+            assert wait_until_done(c.http, job_id, timeout_s=120)["status"] == "succeeded"
+            assert len(epoch_logs(c.http, job_id)) == 40
+            after = c.http.post("/v1/jobs", json=tutorial(dataset["id"], epochs=2))
+            assert after.status_code == 202
+            assert wait_until_done(c.http, after.json()["id"], timeout_s=120)["status"] == "succeeded"
+    finally:
+        redis_server.stop()
+
+
+def test_postgres_restart_mid_job_loses_no_epoch_and_does_not_pause_training(tmp_path):
+    postgres = PrivatePostgres()
+    try:
+        postgres.start()
+        with cluster(tmp_path, admin_url=postgres.url) as c:
+            c.start_worker()
+            dataset = c.http.post("/v1/datasets/examples/side-effects").json()
+            job_id = c.http.post("/v1/jobs", json=tutorial(dataset["id"], epochs=60)).json()["id"]
+            wait_for_epoch(c.http, job_id, 5)
+            postgres.stop()
+            assert c.http.get(f"/v1/jobs/{job_id}").status_code == 503  # not a 500
+            outage_s = 2 * HEARTBEAT_TIMEOUT_S
+            time.sleep(outage_s)
+            postgres.start()
+            job = wait_until_done(c.http, job_id, timeout_s=180)
+            assert job["status"] == "succeeded", job
+            assert job["restarts"] == 0  # the outage did not make the healthy worker look lost
+            rows = c.http.get(f"/v1/jobs/{job_id}/metrics").json()["epochs"]
+            assert [r["epoch"] for r in rows] == list(range(1, 61))  # none lost, none twice
+            finished = [datetime.fromisoformat(r["finished_at"].replace("Z", "+00:00")) for r in rows]
+            gaps = [(b - a).total_seconds() for a, b in zip(finished, finished[1:], strict=False)]
+            assert max(gaps) < outage_s / 2, gaps  # epochs kept ending on time while the database was away
+    finally:
+        postgres.remove()
