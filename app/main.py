@@ -14,6 +14,7 @@ from app.events.hub import EventHub
 from app.events.publisher import make_publisher
 from app.migrate import upgrade_to_head
 from app.queue import make_celery
+from app.services.owners import KeyCache
 from app.services.spec_check import spec_checker
 from app.settings import Settings, get_settings
 
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.session_factory = make_session_factory(engine)
     app.state.celery = make_celery(settings)
     app.state.hub = EventHub()
+    app.state.key_cache = KeyCache()
     app.state.publisher = make_publisher(settings)
     problems.install(app)
     docs.install(app)

@@ -89,6 +89,14 @@ class FitSpec(BaseModel):
     shuffle: bool = True
     validation_split: float = Field(default=0.0, ge=0.0, lt=1.0)
     seed: int | None = Field(default=0, ge=0, le=2**31 - 1, description="Same seed, same per-epoch losses.")
+    steps_per_execution: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000,
+        description="Batches run per call into the compiled train step. Default: up to 32, which trains small "
+        "models about twice as fast with identical results. Cancel and progress act between executions, so 1 "
+        "gives per-batch granularity.",
+    )
     normalize: Literal["minmax", "standard"] | None = Field(
         default=None,
         description="Scale features with statistics of the training split; built into the saved model.",

@@ -47,6 +47,13 @@ def postgres_database(admin_url: str = PG_ADMIN_URL) -> Iterator[str]:
 class LiveService:
     url: str
     key: str
+    api_pid: int = 0
+
+    def api_rss_bytes(self) -> int:
+        return _status_kib(self.api_pid, "VmRSS") * 1024
+
+    def api_peak_rss_bytes(self) -> int:
+        return _status_kib(self.api_pid, "VmHWM") * 1024
 
     @property
     def headers(self) -> dict[str, str]:
@@ -77,7 +84,7 @@ def service(backend: str = "postgres-redis", workers: int = 1) -> Iterator[LiveS
                 processes.append(subprocess.Popen(worker_command(f"bench{index}"), cwd=ROOT, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT))
                 _wait(lambda p=log_path: b" ready." in p.read_bytes(), processes[-1], "worker")
             settings = Settings(data_dir=Path(env["DATA_DIR"]), database_url=database_url, broker_url=env["BROKER_URL"])
-            yield LiveService(url=url, key=create_api_key("bench", settings))
+            yield LiveService(url=url, key=create_api_key("bench", settings), api_pid=processes[0].pid)
         finally:
             if os.environ.get("EPOCHLY_BENCH_SHOW_LOGS"):
                 for log_file in sorted(logs.glob("*.log")):
@@ -112,3 +119,10 @@ def _wait(ready, process: subprocess.Popen, what: str, timeout_s: float = 120) -
             pass
         time.sleep(0.2)
     sys.exit(f"{what} not ready after {timeout_s}s")
+
+
+def _status_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)

@@ -13,6 +13,7 @@ from datetime import datetime
 
 import httpx
 
+from bench.common import percentile, report
 from bench.harness import LiveService, service
 from epochly_client.tutorial import TUTORIAL_JOB
 
@@ -54,14 +55,36 @@ async def one_run(live: LiveService, clients: int, epochs: int) -> tuple[list[fl
         return lags, sum(received)
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+async def idle_stream_bytes(live: LiveService, clients: int) -> float:
+    """API memory per open stream on a job that stays queued (no worker): nothing but keep-alives."""
+    limits = httpx.Limits(max_connections=clients + 10, max_keepalive_connections=clients + 10)
+    async with httpx.AsyncClient(base_url=live.url, headers=live.headers, limits=limits, timeout=60) as client:
+        dataset = (await client.post("/v1/datasets/examples/side-effects")).json()
+        job = (await client.post("/v1/jobs", json=TUTORIAL_JOB | {"dataset_id": dataset["id"]})).json()
+        before = live.api_rss_bytes()
+        opened = asyncio.Event()
+        count = [0]
+
+        async def hold() -> None:
+            async with client.stream("GET", f"/v1/jobs/{job['id']}/events", timeout=None) as response:
+                async for _ in response.aiter_lines():
+                    count[0] += 1 if _.startswith("event: status") else 0
+                    if count[0] >= clients:
+                        opened.set()
+
+        tasks = [asyncio.create_task(hold()) for _ in range(clients)]
+        await asyncio.wait_for(opened.wait(), timeout=120)
+        await asyncio.sleep(2)
+        after = live.api_rss_bytes()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return (after - before) / clients
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--backend", default="postgres-redis")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=20)
@@ -76,10 +99,18 @@ def main() -> None:
             maxes.append(max(lags))
             print(f"run {run + 1}: {received}/{expected} epoch events; lag p50 {p50s[-1] * 1000:.1f} ms, p99 {p99s[-1] * 1000:.1f} ms, max {maxes[-1] * 1000:.1f} ms")
             assert received == expected, "a stream missed an epoch"
+    with service(args.backend, workers=0) as idle:
+        per_stream = asyncio.run(idle_stream_bytes(idle, args.clients))
+    p99 = statistics.median(p99s)
     print(
         f"stream lag, {args.clients} clients, {args.backend}: median of {args.runs} runs: "
-        f"p50 {statistics.median(p50s) * 1000:.1f} ms, p99 {statistics.median(p99s) * 1000:.1f} ms, max {statistics.median(maxes) * 1000:.1f} ms (target p99 <= 500 ms)"
+        f"p50 {statistics.median(p50s) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, max {statistics.median(maxes) * 1000:.1f} ms (target p99 <= 500 ms); "
+        f"API memory per idle stream {per_stream / 1024:.1f} KiB"
     )
+    report({
+        "figure": "4. streams", "clients": args.clients, "p99_lag_ms": round(p99 * 1000, 1), "target_p99_lag_ms": 500,
+        "p50_lag_ms": round(statistics.median(p50s) * 1000, 1), "kib_per_idle_stream": round(per_stream / 1024, 1), "met": p99 <= 0.5,
+    })
 
 
 if __name__ == "__main__":

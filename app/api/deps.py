@@ -33,13 +33,16 @@ def get_celery(request: Request) -> Celery:
 
 
 def current_owner(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Owner:
-    # Its own short session: streaming routes must not hold a pooled connection for their lifetime.
     if credentials is None:
         raise Unauthorized("missing API key: send `Authorization: Bearer ek_…`")
-    with session_scope(request.app.state.session_factory) as session:
-        owner = owner_service.authenticate(session, credentials.credentials)
+    owner = request.app.state.key_cache.get(credentials.credentials)
     if owner is None:
-        raise Unauthorized("the API key is not valid")
+        # Its own short session: streaming routes must not hold a pooled connection for their lifetime.
+        with session_scope(request.app.state.session_factory) as session:
+            owner = owner_service.authenticate(session, credentials.credentials)
+        if owner is None:
+            raise Unauthorized("the API key is not valid")
+        request.app.state.key_cache.put(credentials.credentials, owner)
     return owner
 
 

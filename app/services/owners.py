@@ -1,6 +1,9 @@
 """API keys and per-owner limits."""
 import hashlib
 import secrets
+import threading
+import time
+from collections import OrderedDict
 
 from sqlalchemy.orm import Session
 
@@ -52,3 +55,31 @@ def check_storage_quota(session: Session, settings: Settings, owner_id: str, inc
             f"this upload of {incoming_bytes:,} bytes would bring your stored datasets to {stored + incoming_bytes:,} bytes; "
             f"the limit is {settings.owner_max_stored_bytes:,}. Delete datasets you no longer need."
         )
+
+
+class KeyCache:
+    """Valid keys seen recently, so a poller's every request does not pay a database round trip.
+
+    Only valid keys are kept (a wrong key always reaches the database), for `ttl_s` at most: a
+    revoked key stops working within that time."""
+
+    def __init__(self, ttl_s: float = 30.0, size: int = 1024) -> None:
+        self._ttl_s = ttl_s
+        self._size = size
+        self._entries: OrderedDict[str, tuple[float, Owner]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> Owner | None:
+        digest = hash_key(key)
+        with self._lock:
+            entry = self._entries.get(digest)
+            if entry is None or entry[0] < time.monotonic():
+                self._entries.pop(digest, None)
+                return None
+            return entry[1]
+
+    def put(self, key: str, owner: Owner) -> None:
+        with self._lock:
+            self._entries[hash_key(key)] = (time.monotonic() + self._ttl_s, owner)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)

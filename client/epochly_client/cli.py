@@ -151,12 +151,12 @@ def follow(ctx: typer.Context, job_id: str, as_json: JsonOpt = False) -> None:
 
 @app.command()
 def cancel(ctx: typer.Context, job_id: str, as_json: JsonOpt = False) -> None:
-    """Cancel a job: a queued one never starts, a running one stops at the next batch."""
+    """Cancel a job: a queued one never starts, a running one stops at the next step boundary."""
     job = ctx.obj.cancel(job_id)
     if as_json:
         _print_json(job.raw)
     else:
-        out.print(f"{job.id} {'cancelled' if job.status == 'cancelled' else 'cancelling (stops at the next batch)'}")
+        out.print(f"{job.id} {'cancelled' if job.status == 'cancelled' else 'cancelling (stops at the next step boundary)'}")
 
 
 @app.command()

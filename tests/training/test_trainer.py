@@ -94,7 +94,7 @@ def test_nan_loss_stops_training_with_a_clear_error(tmp_path):
 def test_stop_request_ends_training_at_the_next_batch_and_keeps_finished_epochs(data, tmp_path):
     # 200 samples / batch 16 = 13 batches per epoch; ask to stop in the middle of epoch 2.
     hooks = RecordingHooks(stop_at_batch=13 + 5)
-    outcome, rows = run(spec(epochs=5), *data, tmp_path, hooks)
+    outcome, rows = run(spec(epochs=5, steps_per_execution=1), *data, tmp_path, hooks)
     assert outcome is Outcome.CANCELLED
     assert [r[0] for r in rows] == [1]
     assert hooks.batches_seen == 18  # not one batch more
@@ -140,3 +140,9 @@ def test_a_run_resumed_from_its_checkpoint_matches_an_uninterrupted_run_exactly(
 
     resumed = [r[1] for r in first.rows + rest.rows]
     assert resumed == [r[1] for r in whole.rows]  # every loss, accuracy, val_loss, val_accuracy, bit for bit
+
+
+def test_several_steps_per_execution_give_identical_numbers(data, tmp_path):
+    one = [r[1] for r in run(spec(steps_per_execution=1), *data, tmp_path)[1]]
+    auto = [r[1] for r in run(spec(), *data, tmp_path)[1]]
+    assert auto == one

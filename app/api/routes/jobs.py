@@ -73,7 +73,7 @@ def get_job(job_id: str, owner: OwnerDep, session: SessionDep, request: Request)
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobRead,
     responses=problems(404, 409),
-    summary="Cancel a job: a queued job never starts; a running one stops within one batch and keeps its epochs",
+    summary="Cancel a job: a queued job never starts; a running one stops at the next step boundary (see fit.steps_per_execution) and keeps its epochs",
 )
 def cancel_job(job_id: str, owner: OwnerDep, session: SessionDep, request: Request) -> JobRead:
     job, event = job_service.cancel_job(session, job_id, owner_id=owner.id)
