@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     job_max_attempts: int = 3
     # How often a running job saves a resumable checkpoint (0: after every epoch).
     checkpoint_interval_s: float = 30.0
+    # Datasets larger than this train from a memory map, a batch at a time, instead of being loaded.
+    worker_memory_budget_bytes: int = 4 * 1024**3
     owner_max_active_jobs: int = 20
     owner_max_stored_bytes: int = 20 * 1024**3
 

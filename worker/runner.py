@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import numpy as np
 from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -160,9 +161,12 @@ def run_job(job_id: str, ctx: WorkerContext) -> None:
         try:
             if storage_key is None:
                 raise FileNotFoundError("the job's dataset was deleted before training started")
-            x, y = ingest.load_arrays(ctx.settings.datasets_dir, storage_key)
+            x, y = ingest.load_arrays(ctx.settings.datasets_dir, storage_key, mmap=True)
+            in_memory = x.nbytes + y.nbytes <= ctx.settings.worker_memory_budget_bytes
+            if in_memory:
+                x, y = np.asarray(x), np.asarray(y)
             outcome = train(
-                spec, x, y, reporter=reporter, model_path=model_path,
+                spec, x, y, reporter=reporter, model_path=model_path, in_memory=in_memory,
                 checkpoint=checkpoint, checkpoint_interval_s=ctx.settings.checkpoint_interval_s,
             )
         except Exception as exc:

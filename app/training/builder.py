@@ -114,14 +114,46 @@ def _check_declared_input(path: str, declared: Any, x_shape: tuple[int, ...]) ->
 
 def _normalizer(kind: str, x_train: np.ndarray) -> keras.layers.Layer:
     axes = tuple(range(1, x_train.ndim))
-    x64 = np.asarray(x_train, dtype=np.float64)
     if kind == "standard":
-        mean, variance = x64.mean(axis=0), x64.var(axis=0)
+        mean, variance = _mean_and_variance(x_train)
     else:  # minmax: (x - min) / (max - min), expressed as a Normalization so it saves with the model
-        low, high = x64.min(axis=0), x64.max(axis=0)
+        low, high = _min_and_max(x_train)
         span = np.where(high > low, high - low, 1.0)
         mean, variance = low, span**2
     return keras.layers.Normalization(axis=axes or None, mean=mean, variance=variance, name="epochly_normalize")
+
+
+# Statistics are gathered a block of rows at a time: the training data may be a memory map
+# larger than memory, and a float64 copy of it all would double even an in-memory dataset.
+STATS_BLOCK_ROWS = 65_536
+
+
+def _blocks(x: np.ndarray) -> Any:
+    for start in range(0, len(x), STATS_BLOCK_ROWS):
+        yield np.asarray(x[start : start + STATS_BLOCK_ROWS], dtype=np.float64)
+
+
+def _min_and_max(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    low = high = None
+    for block in _blocks(x):
+        low = block.min(axis=0) if low is None else np.minimum(low, block.min(axis=0))
+        high = block.max(axis=0) if high is None else np.maximum(high, block.max(axis=0))
+    return low, high
+
+
+def _mean_and_variance(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Chan et al.'s pairwise merge of per-block mean and squared deviations: exact to float64 rounding."""
+    count, mean, m2 = 0, 0.0, 0.0
+    for block in _blocks(x):
+        n = len(block)
+        block_mean = block.mean(axis=0)
+        block_m2 = ((block - block_mean) ** 2).sum(axis=0)
+        delta = block_mean - mean
+        total = count + n
+        mean = mean + delta * n / total
+        m2 = m2 + block_m2 + delta**2 * count * n / total
+        count = total
+    return np.asarray(mean), np.asarray(m2 / count)
 
 
 def _optimizer(spec: str | NamedObjectSpec) -> keras.optimizers.Optimizer:

@@ -88,6 +88,25 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
+class StreamedBatches(keras.utils.PyDataset):
+    """Batches gathered from (memory-mapped) arrays in a given order, one at a time: for datasets
+    larger than the worker's memory budget. The batches equal those the in-memory path feeds."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, order: np.ndarray | None = None) -> None:
+        super().__init__(workers=1, use_multiprocessing=False, max_queue_size=8)
+        self._x, self._y, self._batch_size, self._order = x, y, batch_size, order
+
+    def __len__(self) -> int:
+        return math.ceil(len(self._x) / self._batch_size)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        start, stop = index * self._batch_size, min((index + 1) * self._batch_size, len(self._x))
+        if self._order is None:
+            return np.asarray(self._x[start:stop]), np.asarray(self._y[start:stop])
+        rows = self._order[start:stop]
+        return self._x[rows], self._y[rows]
+
+
 def train(
     spec: TrainingSpec,
     x: np.ndarray,
@@ -97,12 +116,18 @@ def train(
     model_path: Path,
     checkpoint: Checkpoint | None = None,
     checkpoint_interval_s: float = 0.0,
+    in_memory: bool = True,
 ) -> Outcome:
-    """Train (resuming from `checkpoint` if it holds one) and save the model when training completes."""
+    """Train (resuming from `checkpoint` if it holds one) and save the model when training completes.
+
+    With `in_memory=False`, `x` and `y` may be memory maps larger than memory: batches are gathered
+    one at a time instead of permuting the whole training set each epoch."""
     fit = spec.fit
     n_train = training_split(len(x), fit.validation_split)
     x_train, y_train = x[:n_train], y[:n_train]
-    validation = (x[n_train:], y[n_train:]) if n_train < len(x) else None
+    validation: Any = None
+    if n_train < len(x):
+        validation = (x[n_train:], y[n_train:]) if in_memory else StreamedBatches(x[n_train:], y[n_train:], fit.batch_size)
 
     keras.backend.clear_session()
     restored = checkpoint.load() if checkpoint else None
@@ -119,15 +144,15 @@ def train(
 
     last_checkpoint = time.monotonic()
     for epoch in range(start_epoch, fit.epochs):
-        if fit.shuffle:
-            order = epoch_order(seed, epoch, n_train)
-            epoch_x, epoch_y = x_train[order], y_train[order]
+        order = epoch_order(seed, epoch, n_train) if fit.shuffle else None
+        if not in_memory:
+            data: dict[str, Any] = {"x": StreamedBatches(x_train, y_train, fit.batch_size, order)}
+        elif order is not None:
+            data = {"x": x_train[order], "y": y_train[order], "batch_size": fit.batch_size}
         else:
-            epoch_x, epoch_y = x_train, y_train
+            data = {"x": x_train, "y": y_train, "batch_size": fit.batch_size}
         model.fit(
-            epoch_x,
-            epoch_y,
-            batch_size=fit.batch_size,
+            **data,
             epochs=epoch + 1,
             initial_epoch=epoch,
             shuffle=False,

@@ -146,3 +146,16 @@ def test_several_steps_per_execution_give_identical_numbers(data, tmp_path):
     one = [r[1] for r in run(spec(steps_per_execution=1), *data, tmp_path)[1]]
     auto = [r[1] for r in run(spec(), *data, tmp_path)[1]]
     assert auto == one
+
+
+def test_streaming_from_a_memory_map_gives_the_in_memory_numbers(data, tmp_path):
+    x, y = data
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    mapped_x, mapped_y = np.load(tmp_path / "x.npy", mmap_mode="r"), np.load(tmp_path / "y.npy", mmap_mode="r")
+    in_memory = [r[1] for r in run(spec(validation_split=0.2, normalize="standard"), x, y, tmp_path)[1]]
+    hooks = RecordingHooks()
+    streamed_spec = spec(validation_split=0.2, normalize="standard")
+    assert train(streamed_spec, mapped_x, mapped_y, reporter=EpochReporter(hooks), model_path=tmp_path / "s.keras", in_memory=False) is Outcome.COMPLETED
+    for a, b in zip(in_memory, [r[1] for r in hooks.rows], strict=True):
+        assert a == pytest.approx(b, rel=1e-5, abs=1e-6)
