@@ -60,7 +60,7 @@ def main() -> None:
                     capture_output=True, text=True, check=True,
                 ).stdout
                 rate, p99, errors = parse_wrk(output)
-                assert errors == 0, output
+                assert errors == 0 and rate > 0, output
                 rates.append(rate)
                 p99s.append(p99)
                 print(f"run {run + 1}: {rate:.0f} req/s, p99 {p99:.1f} ms")

@@ -1,6 +1,7 @@
 """Per-API-process fan-out: one subscription to all job events, one queue per open stream."""
 import asyncio
 import contextlib
+import json
 import logging
 import socket
 from collections import defaultdict
@@ -14,6 +15,18 @@ from app.settings import Settings
 log = logging.getLogger("epochly.events")
 STREAM_QUEUE_SIZE = 256
 TERMINAL = {"succeeded", "failed", "cancelled"}
+# Routing fields of a bus message that clients do not see.
+PRIVATE_FIELDS = frozenset({"type", "job_id", "seq"})
+
+
+def encoded_data(message: dict[str, Any]) -> bytes:
+    """The JSON a client sees for a message, encoded once however many streams carry it (the
+    hub hands the same dict to every subscriber)."""
+    data = message.get("_encoded")
+    if data is None:
+        data = json.dumps({k: v for k, v in message.items() if k not in PRIVATE_FIELDS and not k.startswith("_")}).encode()
+        message["_encoded"] = data
+    return data
 
 
 class EventHub:

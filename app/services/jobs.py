@@ -71,9 +71,17 @@ def list_jobs(session: Session, *, owner_id: str, status: str | None, cursor: st
     return jobs_repo.page(session, owner_id, status=status, cursor=cursor, limit=limit)
 
 
-def job_epochs(session: Session, job_id: str, *, owner_id: str, after: int = 0) -> tuple[Job, list[EpochMetric]]:
+def job_metrics(session: Session, job_id: str, *, owner_id: str, after: int) -> tuple[str, list[EpochMetric]]:
+    """The polled hot path: the status and new epoch rows, without loading the job and its history."""
+    status = jobs_repo.owned_status(session, owner_id, job_id)
+    if status is None:
+        raise JobNotFound(f"no job with id {job_id!r}")
+    return status, jobs_repo.epochs_after(session, job_id, after)
+
+
+def job_epochs(session: Session, job_id: str, *, owner_id: str) -> tuple[Job, list[EpochMetric]]:
     job = get_job(session, job_id, owner_id=owner_id)
-    return job, jobs_repo.epochs_after(session, job_id, after)
+    return job, jobs_repo.epochs_after(session, job_id, 0)
 
 
 def cancel_job(session: Session, job_id: str, *, owner_id: str) -> tuple[Job, JobEvent | None]:
@@ -94,10 +102,8 @@ def stream_backlog(
     session: Session, job_id: str, *, owner_id: str, after_seq: int, after_epoch: int
 ) -> tuple[str, list[JobEvent], list[EpochMetric]]:
     """What a stream has not delivered yet: status events after `after_seq`, epochs after `after_epoch`."""
-    status = jobs_repo.owned_status(session, owner_id, job_id)
-    if status is None:
-        raise JobNotFound(f"no job with id {job_id!r}")
-    return status, jobs_repo.events_after(session, job_id, after_seq), jobs_repo.epochs_after(session, job_id, after_epoch)
+    status, epochs = job_metrics(session, job_id, owner_id=owner_id, after=after_epoch)
+    return status, jobs_repo.events_after(session, job_id, after_seq), epochs
 
 
 def keras_log(job: Job, epochs: list[EpochMetric]) -> str:

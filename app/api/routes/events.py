@@ -2,25 +2,39 @@
 
 An event id is "<last status seq>.<last epoch>" (progress adds ".<batch>"): everything a client
 has seen, so a reconnect replays exactly what it missed from the database, then goes live.
+
+Events are written as bytes straight to the response: one job's event goes to every client
+watching it, so the JSON is encoded once (in the hub) and each stream only frames it.
 """
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.sse import EventSourceResponse, ServerSentEvent
+from fastapi.responses import StreamingResponse
 
 from app.api.deps import OwnerDep
 from app.api.problems import problems
 from app.db import session_scope
-from app.events.hub import TERMINAL
+from app.events.hub import TERMINAL, encoded_data
 from app.events.messages import epoch_message, status_message
 from app.services import jobs as job_service
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
-# Pub/sub may drop a message (a Redis restart, a full queue): re-read the database this often regardless.
+
+
+class EventStream(StreamingResponse):
+    """A plain byte stream, not FastAPI's per-item SSE encoder: the frames are built here."""
+
+    media_type = "text/event-stream"
+
+
+# Pub/sub may drop a message (a Redis restart, a full queue): re-read the database this often
+# regardless. An idle stream also gets a keep-alive comment then, so proxies don't cut it.
 CATCH_UP_S = 10.0
+KEEPALIVE = b": ping\n\n"
 RETRY_MS = 1000
 
 
@@ -35,6 +49,11 @@ class Cursor:
         return f"{self.seq}.{self.epoch}" + (f".{batch}" if batch is not None else "")
 
 
+def frame(event: str, event_id: str, data: bytes, retry_ms: int | None = None) -> bytes:
+    retry = f"retry: {retry_ms}\n".encode() if retry_ms is not None else b""
+    return b"event: " + event.encode() + b"\nid: " + event_id.encode() + b"\n" + retry + b"data: " + data + b"\n\n"
+
+
 def existing_job_id(job_id: str, request: Request, owner: OwnerDep) -> str:
     """Runs before the stream starts, so an unknown job is a plain 404, not a broken stream.
 
@@ -42,15 +61,9 @@ def existing_job_id(job_id: str, request: Request, owner: OwnerDep) -> str:
     long as the stream lasts."""
     with session_scope(request.app.state.session_factory) as session:
         return job_service.get_job(session, job_id, owner_id=owner.id).id
-
-
-def _public(message: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in message.items() if k not in ("type", "job_id", "seq")}
-
-
 @router.get(
     "/{job_id}/events",
-    response_class=EventSourceResponse,
+    response_class=EventStream,
     responses={
         **problems(404),
         200: {
@@ -71,33 +84,37 @@ async def stream_job_events(
     request: Request,
     last_event_id: Annotated[str | None, Header(description="Resume after this event id")] = None,
     after: Annotated[str | None, Query(description="Same as Last-Event-ID, for clients that cannot set headers")] = None,
-) -> AsyncIterator[ServerSentEvent]:
-    state = request.app.state
-    cursor = Cursor(last_event_id or after)
+) -> EventStream:
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return EventStream(_events(request.app.state, owner.id, job_id, Cursor(last_event_id or after)), headers=headers)
+
+
+async def _events(state: Any, owner_id: str, job_id: str, cursor: Cursor) -> AsyncIterator[bytes]:
     # Subscribe before reading the backlog, so nothing published in between is missed.
     queue = state.hub.subscribe(job_id)
     try:
         read_database = True
         while True:
             if read_database:
-                status, backlog = await _backlog(state, owner.id, job_id, cursor)
-                for event in backlog:
-                    yield event
+                status, backlog = await _backlog(state, owner_id, job_id, cursor)
+                if backlog:
+                    yield b"".join(backlog)
                 if status in TERMINAL:
-                    yield ServerSentEvent(event="end", id=cursor.id(), data={"status": status}, retry=RETRY_MS)
+                    yield frame("end", cursor.id(), json.dumps({"status": status}).encode(), RETRY_MS)
                     return
                 read_database = False
             try:
                 message = await asyncio.wait_for(queue.get(), timeout=CATCH_UP_S)
             except TimeoutError:
                 read_database = True
+                yield KEEPALIVE
                 continue
             kind, epoch = message["type"], message.get("epoch", 0)
             if kind == "progress" and epoch == cursor.epoch + 1:
-                yield ServerSentEvent(event="progress", id=cursor.id(message["batch"]), data=_public(message))
+                yield frame("progress", cursor.id(message["batch"]), encoded_data(message))
             elif kind == "epoch" and epoch == cursor.epoch + 1:
                 cursor.epoch = epoch
-                yield ServerSentEvent(event="epoch", id=cursor.id(), data=_public(message))
+                yield frame("epoch", cursor.id(), encoded_data(message))
             elif kind == "status" or (kind == "epoch" and epoch > cursor.epoch):
                 # A status change or a gap: the database has the order and the rows, so read it.
                 read_database = True
@@ -105,7 +122,7 @@ async def stream_job_events(
         state.hub.unsubscribe(job_id, queue)
 
 
-async def _backlog(state: Any, owner_id: str, job_id: str, cursor: Cursor) -> tuple[str, list[ServerSentEvent]]:
+async def _backlog(state: Any, owner_id: str, job_id: str, cursor: Cursor) -> tuple[str, list[bytes]]:
     def read() -> tuple[str, list[dict[str, Any]]]:
         with session_scope(state.session_factory) as session:
             status, events, epochs = job_service.stream_backlog(
@@ -115,11 +132,11 @@ async def _backlog(state: Any, owner_id: str, job_id: str, cursor: Cursor) -> tu
         return status, [m for _, m in sorted(merged, key=lambda pair: pair[0])]
 
     status, messages = await run_in_threadpool(read)
-    out = []
+    frames = []
     for message in messages:
         if message["type"] == "status":
             cursor.seq = message["seq"]
         else:
             cursor.epoch = message["epoch"]
-        out.append(ServerSentEvent(event=message["type"], id=cursor.id(), data=_public(message)))
-    return status, out
+        frames.append(frame(message["type"], cursor.id(), encoded_data(message)))
+    return status, frames

@@ -92,8 +92,8 @@ def cancel_job(job_id: str, owner: OwnerDep, session: SessionDep, request: Reque
 def get_job_metrics(
     job_id: str, owner: OwnerDep, session: SessionDep, after: Annotated[int, Query(ge=0)] = 0
 ) -> MetricsRead:
-    job, epochs = job_service.job_epochs(session, job_id, owner_id=owner.id, after=after)
-    return MetricsRead(job_id=job.id, status=job.status, epochs=[EpochRead.model_validate(e) for e in epochs])  # type: ignore[arg-type]
+    status, epochs = job_service.job_metrics(session, job_id, owner_id=owner.id, after=after)
+    return MetricsRead(job_id=job_id, status=status, epochs=[EpochRead.model_validate(e) for e in epochs])  # type: ignore[arg-type]
 
 
 @router.get(
