@@ -23,13 +23,7 @@ import json, sys, threading, time, tempfile
 from pathlib import Path
 import numpy as np
 from app.specs import TrainingSpec
-from app.training.trainer import EpochReporter, train
-
-class Quiet:
-    def epoch_finished(self, *a): pass
-    def progress(self, *a): pass
-    def should_stop(self): return False
-    def should_hand_back(self): return False
+from app.training.trainer import EpochReporter, NullHooks, train
 
 folder, in_memory = Path(sys.argv[1]), sys.argv[2] == "memory"
 x = np.load(folder / "x.npy", mmap_mode=None if in_memory else "r")
@@ -49,7 +43,7 @@ def sample():
         peak[0] = max(peak[0], anon)
 threading.Thread(target=sample, daemon=True).start()
 started = time.perf_counter()
-train(spec, x, y, reporter=EpochReporter(Quiet()), model_path=Path(tempfile.mkdtemp()) / "m.keras", in_memory=in_memory)
+train(spec, x, y, reporter=EpochReporter(NullHooks()), model_path=Path(tempfile.mkdtemp()) / "m.keras", in_memory=in_memory)
 seconds = time.perf_counter() - started
 done.set()
 print(json.dumps({"samples_per_s": len(x) / seconds, "peak_rss": peak[0]}))

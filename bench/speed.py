@@ -14,25 +14,16 @@ import numpy as np
 
 from app.examples import side_effects
 from app.specs import TUTORIAL_COMPILE, TUTORIAL_FIT, TUTORIAL_LAYERS, TrainingSpec
-from app.training.trainer import EpochReporter, train
+from app.training.trainer import EpochReporter, NullHooks, train
 from bench.common import median, report, timed, tutorial_plain_fit
 
 
-class Recorder:
+class Recorder(NullHooks):
     def __init__(self) -> None:
         self.losses: list[float] = []
 
     def epoch_finished(self, epoch: int, logs: dict[str, float], duration_s: float) -> None:
         self.losses.append(logs["loss"])
-
-    def progress(self, epoch: int, batch: int, batches: int | None) -> None:
-        pass
-
-    def should_stop(self) -> bool:
-        return False
-
-    def should_hand_back(self) -> bool:
-        return False
 
 
 def epochly(spec: TrainingSpec, x: np.ndarray, y: np.ndarray) -> tuple[float, list[float]]:

@@ -11,7 +11,7 @@ from sqlalchemy.exc import OperationalError
 from app.queue import TRAIN_TASK
 from app.settings import get_settings
 from app.specs import TrainingSpec
-from app.training.trainer import EpochReporter, train
+from app.training.trainer import EpochReporter, NullHooks, train
 from worker.celery_app import celery
 from worker.runner import WorkerContext, run_job
 
@@ -32,20 +32,6 @@ def train_job(job_id: str) -> None:
     run_job(job_id, context())
 
 
-class _SilentHooks:
-    def epoch_finished(self, epoch: int, logs: dict[str, float], duration_s: float) -> None:
-        pass
-
-    def progress(self, epoch: int, batch: int, batches: int | None) -> None:
-        pass
-
-    def should_stop(self) -> bool:
-        return False
-
-    def should_hand_back(self) -> bool:
-        return False
-
-
 @worker_ready.connect
 def _warm_up(**_: object) -> None:
     """Pay TensorFlow's one-off start-up costs (thread pools, first graph trace) before the first job."""
@@ -53,7 +39,7 @@ def _warm_up(**_: object) -> None:
         {"model": {"layers": [{"type": "Dense", "units": 1}]}, "compile": {"loss": "mse"}, "fit": {"epochs": 1}}
     )
     path = context().settings.models_dir / ".warm-up.keras"
-    reporter = EpochReporter(_SilentHooks())
+    reporter = EpochReporter(NullHooks())
     train(spec, np.zeros((4, 1), np.float32), np.zeros((4,), np.float32), reporter=reporter, model_path=path)
     path.unlink(missing_ok=True)
     log.info("worker warm: TensorFlow loaded once for this process")

@@ -1,5 +1,5 @@
 """Typed dependencies shared by the routes."""
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from celery import Celery
@@ -16,7 +16,10 @@ from app.settings import Settings
 bearer = HTTPBearer(auto_error=False, description="An API key, `ek_…` (`epochly keys create --owner NAME`)")
 
 
-def get_session(request: Request) -> Iterator[Session]:
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    # Async on purpose: the teardown (returning the pooled connection) then runs on the event loop.
+    # A sync generator's teardown needs a threadpool slot, and under load every slot can be held by
+    # requests waiting for a connection that only such a teardown would free: a deadlock.
     session = request.app.state.session_factory()
     try:
         yield session

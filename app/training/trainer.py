@@ -41,6 +41,22 @@ class TrainingHooks(Protocol):
     def should_hand_back(self) -> bool: ...
 
 
+class NullHooks:
+    """Hooks that keep nothing and never interrupt: warm-up runs, benchmarks, tests build on it."""
+
+    def epoch_finished(self, epoch: int, logs: dict[str, float], duration_s: float) -> None:
+        pass
+
+    def progress(self, epoch: int, batch: int, batches: int | None) -> None:
+        pass
+
+    def should_stop(self) -> bool:
+        return False
+
+    def should_hand_back(self) -> bool:
+        return False
+
+
 class NonFiniteLoss(Exception):
     """The loss became NaN or infinite: training cannot recover, so the job fails rather than wasting epochs."""
 

@@ -4,10 +4,10 @@ import pytest
 
 from app.specs import TrainingSpec
 from app.training.checkpoint import Checkpoint
-from app.training.trainer import EpochReporter, NonFiniteLoss, Outcome, train
+from app.training.trainer import EpochReporter, NonFiniteLoss, NullHooks, Outcome, train
 
 
-class RecordingHooks:
+class RecordingHooks(NullHooks):
     def __init__(self, stop_at_batch: int | None = None) -> None:
         self.rows: list[tuple[int, dict, float]] = []
         self.batches_seen = 0
@@ -16,15 +16,9 @@ class RecordingHooks:
     def epoch_finished(self, epoch, logs, duration_s):
         self.rows.append((epoch, logs, duration_s))
 
-    def progress(self, epoch, batch, batches):
-        pass
-
     def should_stop(self):
         self.batches_seen += 1
         return self.stop_at_batch is not None and self.batches_seen >= self.stop_at_batch
-
-    def should_hand_back(self):
-        return False
 
 
 def spec(**fit) -> TrainingSpec:
