@@ -21,11 +21,8 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    # More connections than the API's 40 threadpool slots: FastAPI serializes a sync route's
-    # response in a slot while the request still holds its session, so a pool smaller than the
-    # threadpool can deadlock under load (every slot waiting for a connection, every connection
-    # waiting for a slot).
-    return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=40)
+    # As many connections as the API has threadpool slots (40), so a burst never queues twice.
+    return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=20)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -1,9 +1,10 @@
 """Typed dependencies shared by the routes."""
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, TypeVar
 
 from celery import Celery
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -13,18 +14,32 @@ from app.models import Owner
 from app.services import owners as owner_service
 from app.settings import Settings
 
+T = TypeVar("T")
 bearer = HTTPBearer(auto_error=False, description="An API key, `ek_…` (`epochly keys create --owner NAME`)")
 
 
 async def get_session(request: Request) -> AsyncIterator[Session]:
-    # Async on purpose: the teardown (returning the pooled connection) then runs on the event loop.
-    # A sync generator's teardown needs a threadpool slot, and under load every slot can be held by
-    # requests waiting for a connection that only such a teardown would free: a deadlock.
+    # Closed as soon as the route function returns (scope="function" below), on the event loop:
+    # a session kept until the response is sent holds its connection while the response waits for
+    # a threadpool slot to serialize, and under load every slot waits for a connection: deadlock.
     session = request.app.state.session_factory()
     try:
         yield session
     finally:
         session.close()
+
+
+async def in_session(request: Request, work: Callable[[Session], T]) -> T:
+    """Run `work` in the threadpool with a session that is closed before the thread is given back.
+
+    For the polled hot paths: nothing of the request holds a pooled connection while its response
+    waits to be serialized, so heavy polling cannot exhaust the pool."""
+
+    def run() -> T:
+        with session_scope(request.app.state.session_factory) as session:
+            return work(session)
+
+    return await run_in_threadpool(run)
 
 
 def get_settings_dep(request: Request) -> Settings:
@@ -49,7 +64,7 @@ def current_owner(request: Request, credentials: Annotated[HTTPAuthorizationCred
     return owner
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 CeleryDep = Annotated[Celery, Depends(get_celery)]
 OwnerDep = Annotated[Owner, Depends(current_owner)]

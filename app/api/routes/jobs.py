@@ -4,8 +4,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import FileResponse, PlainTextResponse
+from sqlalchemy.orm import Session
 
-from app.api.deps import CeleryDep, OwnerDep, SessionDep, SettingsDep
+from app.api.deps import CeleryDep, OwnerDep, SessionDep, SettingsDep, in_session
 from app.api.problems import problems
 from app.api.schemas import EpochRead, JobPage, JobRead, JobStatus, MetricsRead
 from app.errors import ServiceUnavailable
@@ -64,8 +65,8 @@ def job_read(request: Request, job: Job) -> JobRead:
 
 
 @router.get("/{job_id}", response_model=JobRead, responses=problems(404))
-def get_job(job_id: str, owner: OwnerDep, session: SessionDep, request: Request) -> JobRead:
-    return job_read(request, job_service.get_job(session, job_id, owner_id=owner.id))
+async def get_job(job_id: str, owner: OwnerDep, request: Request) -> JobRead:
+    return await in_session(request, lambda session: job_read(request, job_service.get_job(session, job_id, owner_id=owner.id)))
 
 
 @router.post(
@@ -89,11 +90,14 @@ def cancel_job(job_id: str, owner: OwnerDep, session: SessionDep, request: Reque
     responses=problems(404),
     summary="Epoch rows after epoch N, so a poller fetches only what is new",
 )
-def get_job_metrics(
-    job_id: str, owner: OwnerDep, session: SessionDep, after: Annotated[int, Query(ge=0)] = 0
+async def get_job_metrics(
+    job_id: str, owner: OwnerDep, request: Request, after: Annotated[int, Query(ge=0)] = 0
 ) -> MetricsRead:
-    status, epochs = job_service.job_metrics(session, job_id, owner_id=owner.id, after=after)
-    return MetricsRead(job_id=job_id, status=status, epochs=[EpochRead.model_validate(e) for e in epochs])  # type: ignore[arg-type]
+    def read(session: Session) -> MetricsRead:
+        status, epochs = job_service.job_metrics(session, job_id, owner_id=owner.id, after=after)
+        return MetricsRead(job_id=job_id, status=status, epochs=[EpochRead.model_validate(e) for e in epochs])  # type: ignore[arg-type]
+
+    return await in_session(request, read)
 
 
 @router.get(
