@@ -22,6 +22,10 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+# A job in one of these still needs a worker (or has one): it holds its dataset and counts toward limits.
+ACTIVE_STATUSES = ("queued", "running")
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

@@ -47,9 +47,6 @@ class EventHub:
             if not subscribers:
                 del self._subscribers[job_id]
 
-    def subscriber_count(self) -> int:
-        return sum(len(s) for s in self._subscribers.values())
-
     def dispatch(self, message: dict[str, Any]) -> None:
         job_id = message["job_id"]
         if message.get("type") == "progress":

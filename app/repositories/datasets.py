@@ -2,10 +2,8 @@
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.models import Dataset, Job
+from app.models import ACTIVE_STATUSES, Dataset, Job
 from app.repositories.pagination import Page, newest_first
-
-ACTIVE_STATUSES = ("queued", "running")
 
 
 def add(session: Session, dataset: Dataset) -> Dataset:

@@ -2,9 +2,7 @@
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.models import ApiKey, Dataset, Job, Owner
-
-ACTIVE_STATUSES = ("queued", "running")
+from app.models import ACTIVE_STATUSES, ApiKey, Dataset, Job, Owner
 
 
 def by_name(session: Session, name: str) -> Owner | None:

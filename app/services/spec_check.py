@@ -39,20 +39,25 @@ class SpecChecker:
                 )
 
     def check(self, spec_json: dict[str, Any], sample_x: np.ndarray, sample_y: np.ndarray, timeout_s: float) -> list[dict[str, str]]:
-        for attempt in range(2):
-            self.start()
-            assert self._pool is not None
-            future = self._pool.submit(_check_in_helper, spec_json, sample_x, sample_y)
+        try:
+            return self._run(spec_json, sample_x, sample_y, timeout_s)
+        except BrokenProcessPool:
+            # The helper died (e.g. out of memory on a huge model): start a fresh one and retry once.
+            self.shutdown()
             try:
-                return future.result(timeout=timeout_s)
+                return self._run(spec_json, sample_x, sample_y, timeout_s)
             except BrokenProcessPool:
-                # The helper died (e.g. out of memory on a huge model): start a fresh one and retry once.
                 self.shutdown()
-                if attempt == 1:
-                    raise ServiceUnavailable("the spec checker crashed while checking this spec") from None
-            except concurrent.futures.TimeoutError:
-                raise ServiceUnavailable(f"checking the spec took longer than {timeout_s:.0f} s; try again") from None
-        raise AssertionError("unreachable")
+                raise ServiceUnavailable("the spec checker crashed while checking this spec") from None
+
+    def _run(self, spec_json: dict[str, Any], sample_x: np.ndarray, sample_y: np.ndarray, timeout_s: float) -> list[dict[str, str]]:
+        self.start()
+        assert self._pool is not None
+        future = self._pool.submit(_check_in_helper, spec_json, sample_x, sample_y)
+        try:
+            return future.result(timeout=timeout_s)
+        except concurrent.futures.TimeoutError:
+            raise ServiceUnavailable(f"checking the spec took longer than {timeout_s:.0f} s; try again") from None
 
     def shutdown(self) -> None:
         with self._lock:
