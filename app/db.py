@@ -1,9 +1,25 @@
-"""Engine and session factory for either back end (SQLite embedded, PostgreSQL in production)."""
-from collections.abc import Iterator
+"""Engine, session factory and the one unit of work, for either back end (SQLite embedded, PostgreSQL in production).
+
+What must happen only once a change is durable (publishing a status event, ringing the broker's
+doorbell, removing files a deleted row pointed at) is registered with `after_commit`: it runs after
+the commit that makes the change real, and is forgotten if that transaction rolls back."""
+
+import logging
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
+
+if TYPE_CHECKING:
+    from app.events.publisher import Publisher
+    from app.queue import Doorbell
+
+log = logging.getLogger("epochly.db")
+_PENDING = "epochly.after_commit"
+PUBLISHER = "epochly.publisher"
+DOORBELL = "epochly.doorbell"
 
 
 def make_engine(url: str) -> Engine:
@@ -13,7 +29,7 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
             cursor = dbapi_conn.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
@@ -25,8 +41,9 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=20)
 
 
-def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+def make_session_factory(engine: Engine, *, publisher: "Publisher | None" = None, doorbell: "Doorbell | None" = None) -> sessionmaker[Session]:
+    """Sessions that publish job events through `publisher` and ring `doorbell`, each after commit."""
+    return sessionmaker(engine, expire_on_commit=False, info={PUBLISHER: publisher, DOORBELL: doorbell})
 
 
 @contextmanager
@@ -41,3 +58,35 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def after_commit(session: Session, action: Callable[[], None]) -> None:
+    session.info.setdefault(_PENDING, []).append(action)
+
+
+def publish_after_commit(session: Session, message: dict[str, Any]) -> None:
+    """Live delivery of a job event, once the row it describes is committed (sessions without a publisher skip it)."""
+    publisher = session.info.get(PUBLISHER)
+    if publisher is not None:
+        after_commit(session, lambda: publisher.publish(message))
+
+
+def ring_after_commit(session: Session, job_id: str) -> None:
+    doorbell: Doorbell | None = session.info.get(DOORBELL)
+    if doorbell is not None:
+        after_commit(session, lambda: doorbell.ring(job_id))
+
+
+@event.listens_for(Session, "after_commit")
+def _run_after_commit(session: Session) -> None:
+    for action in session.info.pop(_PENDING, []):
+        try:
+            action()
+        except Exception:  # the change is committed; a side effect that fails must not look like a failed commit
+            log.exception("after-commit action failed")
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_after_rollback(session: Session, previous_transaction: SessionTransaction) -> None:
+    if previous_transaction.parent is None:  # the whole transaction, not a savepoint inside it
+        session.info.pop(_PENDING, None)

@@ -7,13 +7,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.api import docs, problems
-from app.api.recovery import recovery_loop
 from app.api.routes import datasets, events, health, jobs
 from app.db import make_engine, make_session_factory
 from app.events.hub import EventHub
 from app.events.publisher import make_publisher
 from app.migrate import upgrade_to_head
-from app.queue import make_celery
+from app.queue import CeleryDoorbell, make_celery
 from app.services.owners import KeyCache
 from app.services.spec_check import spec_checker
 from app.settings import Settings, get_settings
@@ -32,13 +31,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         upgrade_to_head(settings.resolved_database_url)
         spec_checker.start()
-        tasks = [asyncio.create_task(app.state.hub.run(settings)), asyncio.create_task(recovery_loop(app))]
+        hub = asyncio.create_task(app.state.hub.run(settings))
         yield
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        hub.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await hub
         engine.dispose()
 
     app = FastAPI(
@@ -53,11 +50,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_body_size=settings.max_request_bytes,
     )
     app.state.settings = settings
-    app.state.session_factory = make_session_factory(engine)
     app.state.celery = make_celery(settings)
+    app.state.session_factory = make_session_factory(
+        engine, publisher=make_publisher(settings), doorbell=CeleryDoorbell(app.state.celery)
+    )
     app.state.hub = EventHub()
     app.state.key_cache = KeyCache()
-    app.state.publisher = make_publisher(settings)
     problems.install(app)
     docs.install(app)
     app.include_router(health.router)

@@ -3,7 +3,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Integer, String, Text, TypeDecorator
+from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -20,10 +20,6 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-# A job in one of these still needs a worker (or has one): it holds its dataset and counts toward limits.
-ACTIVE_STATUSES = ("queued", "running")
 
 
 def utcnow() -> datetime:
@@ -82,6 +78,8 @@ class Dataset(Base):
 
 class Job(Base):
     __tablename__ = "job"
+    # The scheduler's stale-heartbeat sweep: running jobs by heartbeat age.
+    __table_args__ = (Index("ix_job_status_heartbeat", "status", "heartbeat_at"),)
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("job"))
     owner_id: Mapped[str | None] = mapped_column(ForeignKey("owner.id", ondelete="CASCADE"), index=True)
@@ -91,6 +89,7 @@ class Job(Base):
         ForeignKey("dataset.id", ondelete="SET NULL"), index=True
     )
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # A value of app.lifecycle.JobStatus, written only by app/lifecycle.py.
     status: Mapped[str] = mapped_column(String(16), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     started_at: Mapped[datetime | None]
@@ -135,3 +134,14 @@ class EpochMetric(Base):
     logs: Mapped[dict[str, Any]] = mapped_column(JSON)
     duration_s: Mapped[float] = mapped_column(Float)
     finished_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SchedulerLease(Base):
+    """Which scheduler process leads (dispatch and recovery) until `expires_at`; others stand by."""
+
+    __tablename__ = "scheduler_lease"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(200))
+    expires_at: Mapped[datetime]
+    renewed_at: Mapped[datetime | None]

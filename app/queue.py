@@ -1,5 +1,14 @@
-"""The Celery app both sides share: the API enqueues by task name and never imports worker code."""
+"""The Celery app both sides share: the API enqueues by task name and never imports worker code.
+
+A message is a doorbell, not the job: the job row is the record. A worker that takes a message claims
+the job it names, or else the oldest queued one (app.lifecycle.claim_next), so the scheduler keeps
+the broker honest by count alone: as many waiting messages as queued jobs (app/scheduler/dispatch.py)."""
+import logging
+from typing import Protocol
+
 from celery import Celery
+from kombu import Connection
+from kombu.exceptions import ChannelError
 
 from app.settings import Settings
 
@@ -43,14 +52,51 @@ def make_celery(settings: Settings) -> Celery:
     return celery
 
 
+log = logging.getLogger("epochly.queue")
+
+
+class Doorbell(Protocol):
+    """Tells the broker that a job waits; a ring that is lost is sent again by the scheduler's dispatcher."""
+
+    def ring(self, job_id: str) -> None: ...
+
+
+class CeleryDoorbell:
+    def __init__(self, celery: Celery) -> None:
+        self.celery = celery
+
+    def ring(self, job_id: str) -> None:
+        """Best effort: the job is committed already, and the dispatcher heals a ring the broker missed."""
+        try:
+            enqueue_training(self.celery, job_id)
+        except Exception as exc:
+            log.warning("broker did not take the message for job %s (%s); the scheduler will send it again", job_id, exc)
+
+
 def enqueue_training(celery: Celery, job_id: str) -> None:
     celery.send_task(TRAIN_TASK, args=[job_id], queue=TRAIN_QUEUE)
+
+
+def waiting_messages(celery: Celery) -> int:
+    """Messages in the training queue that no worker has taken yet; raises when the broker is unreachable."""
+    with celery.connection_for_write() as connection:
+        _connect_once(connection)
+        channel = connection.default_channel
+        try:
+            return int(channel.queue_declare(queue=TRAIN_QUEUE, passive=True).message_count)
+        except ChannelError:  # Redis keeps no empty lists: a queue with no messages does not exist
+            return 0
 
 
 def broker_reachable(celery: Celery) -> bool:
     try:
         with celery.connection_for_write() as connection:
-            connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0.2, timeout=2)
+            _connect_once(connection)
         return True
     except Exception:
         return False
+
+
+def _connect_once(connection: Connection) -> None:
+    """Fail within seconds when the broker is away, instead of Kombu's default of retrying for ever."""
+    connection.ensure_connection(max_retries=1, interval_start=0, interval_step=1, timeout=2)

@@ -1,4 +1,5 @@
-"""`make run`: migrate, then run the API and one worker, restarting the worker if it dies; Ctrl-C stops both."""
+"""`make run`: migrate, then run the API, one worker and the scheduler, restarting the worker or the
+scheduler if it dies; Ctrl-C stops them all."""
 import os
 import signal
 import subprocess
@@ -9,7 +10,7 @@ from app.admin import LOCAL_KEY_FILE, ensure_local_key
 from app.migrate import upgrade_to_head
 from app.settings import get_settings
 
-WORKER_RESTART_DELAY_S = 2.0
+RESTART_DELAY_S = 2.0
 
 
 def worker_command(concurrency_name: str = "worker1") -> list[str]:
@@ -18,6 +19,10 @@ def worker_command(concurrency_name: str = "worker1") -> list[str]:
         "--pool=solo", "--without-mingle", "--without-gossip", "--loglevel=INFO",
         "-n", f"{concurrency_name}@%h",
     ]
+
+
+def scheduler_command() -> list[str]:
+    return [sys.executable, "-m", "app.scheduler"]
 
 
 def api_command(host: str, port: int) -> list[str]:
@@ -36,7 +41,9 @@ def main() -> None:
         print(f"Your local API key is in {key_file}: export EPOCHLY_API_KEY=$(cat {key_file})", flush=True)
     env = dict(os.environ)
     api = subprocess.Popen(api_command(settings.host, settings.port), env=env)
-    worker = subprocess.Popen(worker_command(), env=env)
+    # Roles that may die and come back without the service going down.
+    restartable = {"worker": worker_command(), "scheduler": scheduler_command()}
+    running = {role: subprocess.Popen(command, env=env) for role, command in restartable.items()}
     stopping = False
 
     def stop(*_: object) -> None:
@@ -51,16 +58,18 @@ def main() -> None:
             if api.poll() is not None:
                 print(f"the API exited with code {api.returncode}; stopping", file=sys.stderr)
                 break
-            if worker.poll() is not None:
-                print(f"the worker exited with code {worker.returncode}; restarting it", file=sys.stderr)
-                time.sleep(WORKER_RESTART_DELAY_S)
-                worker = subprocess.Popen(worker_command(), env=env)
+            for role, process in running.items():
+                if process.poll() is not None:
+                    print(f"the {role} exited with code {process.returncode}; restarting it", file=sys.stderr)
+                    time.sleep(RESTART_DELAY_S)
+                    running[role] = subprocess.Popen(restartable[role], env=env)
             time.sleep(0.5)
     finally:
-        for process in (api, worker):
+        processes = [api, *running.values()]
+        for process in processes:
             if process.poll() is None:
                 process.terminate()
-        for process in (api, worker):
+        for process in processes:
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:

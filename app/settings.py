@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     # after JOB_MAX_ATTEMPTS tries); workers beat every few seconds.
     job_heartbeat_timeout_s: float = 60.0
     job_max_attempts: int = 3
+    # How often the scheduler sweeps for silent workers and re-sends what the broker forgot.
+    scheduler_interval_s: float = 1.0
     # How often a running job saves a resumable checkpoint (0: after every epoch).
     checkpoint_interval_s: float = 30.0
     # Datasets larger than this train from a memory map, a batch at a time, instead of being loaded.

@@ -95,29 +95,25 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return {**os.environ, **{name.upper(): str(value) for name, value in settings.model_dump().items()}}
 
 
-class Worker:
-    """A real `celery worker` process (solo pool) against the given back end."""
+class RoleProcess:
+    """A real process of one role (a `celery worker` with the solo pool, or the scheduler) against the given back end."""
 
-    def __init__(self, settings: Settings, log_path: Path) -> None:
+    def __init__(self, settings: Settings, log_path: Path, command: list[str], ready_marker: bytes) -> None:
         self.settings = settings
         self.log_path = log_path
-        from app.serve import worker_command
-
-        env = settings_env(settings)
+        self.ready_marker = ready_marker
         self._log = log_path.open("wb")
-        self.process = subprocess.Popen(
-            worker_command(f"test-{uuid.uuid4().hex[:6]}"), cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
-        )
+        self.process = subprocess.Popen(command, cwd=ROOT, env=settings_env(settings), stdout=self._log, stderr=subprocess.STDOUT)
 
     def wait_ready(self, timeout_s: float = 90) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"worker exited early:\n{self.log_path.read_text()[-3000:]}")
-            if b" ready." in self.log_path.read_bytes():
+                raise RuntimeError(f"{self.log_path.name}: exited early:\n{self.log_path.read_text()[-3000:]}")
+            if self.ready_marker in self.log_path.read_bytes():
                 return
             time.sleep(0.2)
-        raise TimeoutError(f"worker not ready after {timeout_s}s:\n{self.log_path.read_text()[-3000:]}")
+        raise TimeoutError(f"{self.log_path.name}: not ready after {timeout_s}s:\n{self.log_path.read_text()[-3000:]}")
 
     def kill(self) -> None:
         """SIGKILL: no warm shutdown, no hand-back: as if the machine died."""
@@ -134,9 +130,19 @@ class Worker:
         self._log.close()
 
 
-def start_worker(settings: Settings, log_path: Path) -> Worker:
+def start_worker(settings: Settings, log_path: Path) -> RoleProcess:
+    from app.serve import worker_command
+
     settings.prepare_data_dir()
-    worker = Worker(settings, log_path)
+    worker = RoleProcess(settings, log_path, worker_command(f"test-{uuid.uuid4().hex[:6]}"), b" ready.")
     worker.wait_ready()
     return worker
 
+
+def start_scheduler(settings: Settings, log_path: Path) -> RoleProcess:
+    from app.serve import scheduler_command
+
+    settings.prepare_data_dir()
+    scheduler = RoleProcess(settings, log_path, scheduler_command(), b"scheduler ready")
+    scheduler.wait_ready()
+    return scheduler

@@ -6,17 +6,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
 from app import ingest
+from app import lifecycle
 from app.db import make_engine, make_session_factory, session_scope
-from app.events.messages import epoch_message, progress_message, status_message
+from app.events.messages import progress_message
 from app.events.publisher import Publisher, make_publisher
-from app.models import JobEvent, utcnow
-from app.queue import enqueue_training, make_celery
+from app.lifecycle import JobStatus
+from app.models import utcnow
+from app.queue import CeleryDoorbell, make_celery
 from app.repositories import datasets as datasets_repo
 from app.repositories import jobs as jobs_repo
 from app.settings import Settings
@@ -30,7 +33,7 @@ CANCEL_POLL_S = 0.2
 RETRY_MAX_DELAY_S = 5.0
 
 
-def with_retry(what: str, action: Callable[[], object]) -> object:
+def with_retry(what: str, action: Callable[[], None]) -> None:
     """Keep trying a database write until it lands: a row must never be dropped because the
     database was restarting. Gives up only when the process ends."""
     delay = 0.2
@@ -52,7 +55,9 @@ class WorkerContext:
 
     @cached_property
     def session_factory(self) -> sessionmaker[Session]:
-        return make_session_factory(make_engine(self.settings.resolved_database_url))
+        return make_session_factory(
+            make_engine(self.settings.resolved_database_url), publisher=self.publisher, doorbell=CeleryDoorbell(self.celery)
+        )
 
     @cached_property
     def publisher(self) -> Publisher:
@@ -102,14 +107,12 @@ class JobHooks:
         while (item := self._rows.get()) is not None:
             epoch, logs, duration_s, finished_at = item
 
-            def write() -> object:
+            def write() -> None:
                 # Its own short transaction: the row is visible to pollers as soon as it lands.
                 with session_scope(self.ctx.session_factory) as session:
-                    return jobs_repo.record_epoch(session, self.job_id, epoch, logs, duration_s, finished_at)  # type: ignore[arg-type]
+                    jobs_repo.record_epoch(session, self.job_id, epoch, logs, duration_s, finished_at)
 
-            row = with_retry(f"writing epoch {epoch} of job {self.job_id}", write)
-            if row is not None:
-                self.ctx.publisher.publish(epoch_message(row))  # type: ignore[arg-type]
+            with_retry(f"writing epoch {epoch} of job {self.job_id}", write)
 
     def progress(self, epoch: int, batch: int, batches: int | None) -> None:
         self.ctx.publisher.publish(progress_message(self.job_id, epoch, batch, batches))
@@ -131,7 +134,7 @@ class JobHooks:
                 with session_scope(self.ctx.session_factory) as session:
                     if elapsed - last_beat >= self.ctx.heartbeat_interval_s:
                         last_beat = elapsed
-                        if not jobs_repo.beat(session, self.job_id, self.ctx.worker_name):
+                        if not lifecycle.beat(session, self.job_id, self.ctx.worker_name):
                             self.lost.set()
                             return
                     if jobs_repo.cancel_requested(session, self.job_id):
@@ -141,18 +144,19 @@ class JobHooks:
                 log.warning("heartbeat/cancel check for job %s failed: %s", self.job_id, exc)
 
 
-def run_job(job_id: str, ctx: WorkerContext) -> None:
+def run_job(message_job_id: str, ctx: WorkerContext) -> None:
+    """Take the job the message names, or else the oldest queued one, and run one attempt of it."""
     with session_scope(ctx.session_factory) as session:
-        started = jobs_repo.claim(session, job_id, ctx.worker_name)
-        if started is None:
-            log.info("job %s is not queued any more; nothing to do", job_id)
+        claimed = lifecycle.claim_next(session, message_job_id, ctx.worker_name)
+        if claimed is None:
+            log.info("no queued job for message %s; nothing to do", message_job_id)
             return
+        job_id = claimed[0]
         job = jobs_repo.get(session, job_id)
         assert job is not None
         spec = TrainingSpec.model_validate(job.spec)
         dataset = datasets_repo.get(session, job.dataset_id) if job.dataset_id else None
         storage_key = dataset.storage_key if dataset else None
-    _publish(ctx, started)
 
     model_path = ctx.settings.models_dir / f"{job_id}.keras"
     checkpoint = Checkpoint(ctx.settings.checkpoints_dir / job_id)
@@ -172,7 +176,7 @@ def run_job(job_id: str, ctx: WorkerContext) -> None:
         except Exception as exc:
             error = describe_failure(exc, reporter.epoch)
             log.warning("job %s failed in epoch %s: %s: %s", job_id, reporter.epoch, error["type"], error["message"])
-            _finish(ctx, job_id, status="failed", message=f"{error['type']}: {error['message']}", error=error)
+            _finish(ctx, job_id, JobStatus.FAILED, message=f"{error['type']}: {error['message']}", error=error)
             checkpoint.discard()
             return
     if hooks.lost.is_set():
@@ -181,36 +185,30 @@ def run_job(job_id: str, ctx: WorkerContext) -> None:
         _hand_back(ctx, job_id, reporter.epoch)
     elif outcome is Outcome.CANCELLED:
         kept = reporter.epoch - 1
-        _finish(ctx, job_id, status="cancelled", message=f"cancelled during epoch {reporter.epoch}; {kept} finished epoch(s) kept")
+        _finish(ctx, job_id, JobStatus.CANCELLED, message=f"cancelled during epoch {reporter.epoch}; {kept} finished epoch(s) kept")
         checkpoint.discard()
     else:
-        _finish(ctx, job_id, status="succeeded", message=f"trained {spec.fit.epochs} epochs", model_path=str(model_path))
+        _finish(ctx, job_id, JobStatus.SUCCEEDED, message=f"trained {spec.fit.epochs} epochs", model_path=str(model_path))
         checkpoint.discard()
 
 
 def _hand_back(ctx: WorkerContext, job_id: str, epoch: int) -> None:
-    def requeue() -> JobEvent | None:
+    """The job goes back to the queue (its doorbell rings after the commit) and resumes from its checkpoint."""
+
+    def requeue() -> None:
         with session_scope(ctx.session_factory) as session:
-            job = jobs_repo.get(session, job_id)
-            assert job is not None
-            return jobs_repo.requeue(
-                session, job, from_status="running", outcome="handed back",
+            lifecycle.requeue(
+                session, job_id, worker=ctx.worker_name, outcome=lifecycle.HANDED_BACK,
                 message=f"{ctx.worker_name} is shutting down; handed back after epoch {epoch} (checkpointed), will resume",
             )
 
-    event = with_retry(f"handing back job {job_id}", requeue)
-    if isinstance(event, JobEvent):
-        _publish(ctx, event)
-        enqueue_training(ctx.celery, job_id)
+    with_retry(f"handing back job {job_id}", requeue)
 
 
-def _finish(ctx: WorkerContext, job_id: str, **fields: object) -> None:
-    def finish() -> JobEvent:
+def _finish(ctx: WorkerContext, job_id: str, to: JobStatus, **fields: Any) -> None:
+    def finish() -> None:
         with session_scope(ctx.session_factory) as session:
-            return jobs_repo.finish(session, job_id, **fields)  # type: ignore[arg-type]
+            if lifecycle.finish(session, job_id, to, worker=ctx.worker_name, **fields) is None:
+                log.warning("job %s is no longer held by %s; its result (%s) is dropped", job_id, ctx.worker_name, to)
 
-    _publish(ctx, with_retry(f"finishing job {job_id}", finish))  # type: ignore[arg-type]
-
-
-def _publish(ctx: WorkerContext, event: JobEvent) -> None:
-    ctx.publisher.publish(status_message(event))
+    with_retry(f"finishing job {job_id}", finish)

@@ -4,9 +4,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
+from app.lifecycle import JobStatus
 from app.specs import TUTORIAL_COMPILE, TUTORIAL_FIT, TUTORIAL_LAYERS
 
-JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 EXAMPLE_DATASET = {
     "id": "ds_5f1c0e3a9b2d4c6e8f0a1b2c3d4e5f60",
@@ -159,11 +159,17 @@ class MetricsRead(BaseModel):
 
 
 class HealthRead(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"example": {"status": "ok", "database": "ok", "broker": "ok"}})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {"status": "ok", "database": "ok", "broker": "ok", "scheduler": "ok", "scheduler_leader": "host (pid 4243)"}
+        }
+    )
 
     status: Literal["ok", "degraded"]
     database: Literal["ok", "down"]
     broker: Literal["ok", "down"]
+    scheduler: Literal["ok", "down"] = Field(description="ok while a scheduler process holds the lead")
+    scheduler_leader: str | None = Field(default=None, description="The scheduler process that leads now")
 
 
 class ProblemFieldError(BaseModel):

@@ -14,7 +14,6 @@ from app.settings import Settings
 
 log = logging.getLogger("epochly.events")
 STREAM_QUEUE_SIZE = 256
-TERMINAL = {"succeeded", "failed", "cancelled"}
 # Routing fields of a bus message that clients do not see.
 PRIVATE_FIELDS = frozenset({"type", "job_id", "seq"})
 

@@ -2,7 +2,8 @@
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.models import ACTIVE_STATUSES, Dataset, Job
+from app.lifecycle import ACTIVE
+from app.models import Dataset, Job
 from app.repositories.pagination import Page, newest_first
 
 
@@ -26,7 +27,7 @@ def page(session: Session, owner_id: str, *, cursor: str | None, limit: int) -> 
 
 
 def active_job_count(session: Session, dataset_id: str) -> int:
-    stmt = select(func.count()).select_from(Job).where(Job.dataset_id == dataset_id, Job.status.in_(ACTIVE_STATUSES))
+    stmt = select(func.count()).select_from(Job).where(Job.dataset_id == dataset_id, Job.status.in_(ACTIVE))
     return int(session.scalar(stmt) or 0)
 
 

@@ -2,7 +2,8 @@
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.models import ACTIVE_STATUSES, ApiKey, Dataset, Job, Owner
+from app.lifecycle import ACTIVE
+from app.models import ApiKey, Dataset, Job, Owner
 
 
 def by_name(session: Session, name: str) -> Owner | None:
@@ -35,7 +36,7 @@ def key_count(session: Session) -> int:
 
 
 def active_job_count(session: Session, owner_id: str) -> int:
-    stmt = select(func.count()).select_from(Job).where(Job.owner_id == owner_id, Job.status.in_(ACTIVE_STATUSES))
+    stmt = select(func.count()).select_from(Job).where(Job.owner_id == owner_id, Job.status.in_(ACTIVE))
     return int(session.scalar(stmt) or 0)
 
 

@@ -5,6 +5,7 @@ from typing import BinaryIO
 from sqlalchemy.orm import Session
 
 from app import ingest
+from app.db import after_commit
 from app.errors import DatasetInUse, DatasetNotFound, InvalidDataset, PayloadTooLarge
 from app.examples import SIDE_EFFECTS_NAME, side_effects
 from app.models import Dataset
@@ -83,7 +84,8 @@ def delete_dataset(session: Session, settings: Settings, dataset_id: str, *, own
     storage_key = dataset.storage_key
     datasets_repo.delete(session, dataset)
     if datasets_repo.storage_users(session, storage_key) == 0:
-        ingest.remove_storage(settings.datasets_dir, storage_key)
+        # Only once the row is gone for good: a rolled-back delete must still find its files.
+        after_commit(session, lambda: ingest.remove_storage(settings.datasets_dir, storage_key))
 
 
 def _stored_fields(stored: ingest.StoredArrays) -> dict[str, object]:

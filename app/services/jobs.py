@@ -1,11 +1,14 @@
 """Submitting jobs, reading their state, metrics, log and trained model."""
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
-from app import ingest
+from app import ingest, lifecycle
+from app.db import session_scope
 from app.errors import Conflict, FieldError, InvalidSpec, JobNotFound, ModelNotReady
+from app.lifecycle import JobStatus
 from app.models import EpochMetric, Job, JobEvent
 from app.repositories import datasets as datasets_repo
 from app.repositories import jobs as jobs_repo
@@ -19,14 +22,51 @@ from app.specs import JobCreate
 SPEC_CHECK_SAMPLES = 32
 
 
-def submit_job(session: Session, settings: Settings, payload: JobCreate, *, owner_id: str) -> Job:
+@dataclass(frozen=True)
+class _TrainingData:
+    dataset_id: str
+    storage_key: str
+    n_train: int
+
+
+def submit_job(session_factory: sessionmaker[Session], settings: Settings, payload: JobCreate, *, owner_id: str) -> Job:
+    """Check the spec against real Keras with no transaction open (it may take seconds), then write the
+    job and commit; the broker's doorbell rings after that commit (app.lifecycle.submit)."""
+    with session_scope(session_factory) as session:
+        data = _training_data(session, settings, payload, owner_id=owner_id)
+    training = payload.model_dump(mode="json", include={"model", "compile", "fit"})
+    x, y = ingest.load_arrays(settings.datasets_dir, data.storage_key, mmap=True)
+    take = min(SPEC_CHECK_SAMPLES, data.n_train)
+    problems = spec_checker.check(training, np.array(x[:take]), np.array(y[:take]), settings.spec_check_timeout_s)
+    if problems:
+        raise InvalidSpec(
+            f"{problems[0]['path']}: {problems[0]['message']}",
+            [FieldError(p["path"], p["message"]) for p in problems],
+        )
+    with session_scope(session_factory) as session:
+        # Again, in the transaction that writes: other submits may have landed during the check.
+        owner_service.check_job_quota(session, settings, owner_id)
+        job = Job(
+            owner_id=owner_id,
+            name=payload.name,
+            tags=payload.tags,
+            dataset_id=data.dataset_id,
+            spec={"dataset_id": data.dataset_id, **training},
+            epochs_total=payload.fit.epochs,
+            epochs_completed=0,
+        )
+        lifecycle.submit(session, job)
+        session.refresh(job)  # with its history, for the caller to read after the session is gone
+        return job
+
+
+def _training_data(session: Session, settings: Settings, payload: JobCreate, *, owner_id: str) -> _TrainingData:
     dataset = datasets_repo.get_owned(session, owner_id, payload.dataset_id)
     if dataset is None:
         raise InvalidSpec(
             "the job names a dataset that does not exist",
             [FieldError("dataset_id", f"no dataset with id {payload.dataset_id!r}")],
         )
-    training = payload.model_dump(mode="json", include={"model", "compile", "fit"})
     n_train = int(np.ceil(dataset.n_samples * (1.0 - payload.fit.validation_split)))
     if n_train < 1 or (payload.fit.validation_split > 0 and n_train >= dataset.n_samples):
         raise InvalidSpec(
@@ -34,30 +74,7 @@ def submit_job(session: Session, settings: Settings, payload: JobCreate, *, owne
             [FieldError("fit.validation_split", f"{payload.fit.validation_split} of {dataset.n_samples} samples leaves an empty split")],
         )
     owner_service.check_job_quota(session, settings, owner_id)
-    x, y = ingest.load_arrays(settings.datasets_dir, dataset.storage_key, mmap=True)
-    take = min(SPEC_CHECK_SAMPLES, n_train)
-    problems = spec_checker.check(training, np.array(x[:take]), np.array(y[:take]), settings.spec_check_timeout_s)
-    if problems:
-        raise InvalidSpec(
-            f"{problems[0]['path']}: {problems[0]['message']}",
-            [FieldError(p["path"], p["message"]) for p in problems],
-        )
-    job = Job(
-        owner_id=owner_id,
-        name=payload.name,
-        tags=payload.tags,
-        dataset_id=dataset.id,
-        spec={"dataset_id": dataset.id, **training},
-        status="queued",
-        epochs_total=payload.fit.epochs,
-        epochs_completed=0,
-    )
-    return jobs_repo.add(session, job, message="submitted; waiting for a worker")
-
-
-def withdraw_job(session: Session, job: Job) -> None:
-    """Remove a job the broker never accepted, so no row waits for a worker that will never come."""
-    jobs_repo.delete(session, job)
+    return _TrainingData(dataset.id, dataset.storage_key, n_train)
 
 
 def get_job(session: Session, job_id: str, *, owner_id: str) -> Job:
@@ -84,18 +101,15 @@ def job_epochs(session: Session, job_id: str, *, owner_id: str) -> tuple[Job, li
     return job, jobs_repo.epochs_after(session, job_id, 0)
 
 
-def cancel_job(session: Session, job_id: str, *, owner_id: str) -> tuple[Job, JobEvent | None]:
-    """Cancel a queued job at once, or ask a running one to stop; returns the status event to publish, if any."""
+def cancel_job(session: Session, job_id: str, *, owner_id: str) -> Job:
+    """Cancel a queued job at once, or ask a running one to stop. Cancelling a cancelled job is a no-op."""
     job = get_job(session, job_id, owner_id=owner_id)
-    event = jobs_repo.cancel_queued(session, job_id) if job.status == "queued" else None
-    if event is None:
-        session.refresh(job)  # the worker may have claimed it a moment ago
-        if job.status == "running":
-            jobs_repo.request_cancel(session, job_id)
-        elif job.status in ("succeeded", "failed"):
-            raise Conflict(f"job {job_id!r} already {job.status}; only queued or running jobs can be cancelled")
-    session.refresh(job)
-    return job, event
+    if job.status in lifecycle.ACTIVE:
+        lifecycle.cancel(session, job_id)
+        session.refresh(job)  # the worker may have claimed or finished it meanwhile
+    if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+        raise Conflict(f"job {job_id!r} already {job.status}; only queued or running jobs can be cancelled")
+    return job
 
 
 def stream_backlog(
@@ -121,6 +135,6 @@ def keras_log(job: Job, epochs: list[EpochMetric]) -> str:
 
 def model_file(session: Session, job_id: str, *, owner_id: str) -> Path:
     job = get_job(session, job_id, owner_id=owner_id)
-    if job.status != "succeeded" or not job.model_path or not Path(job.model_path).is_file():
+    if job.status != JobStatus.SUCCEEDED or not job.model_path or not Path(job.model_path).is_file():
         raise ModelNotReady(f"job {job_id!r} has no trained model yet (status: {job.status}); it is kept once the job succeeds")
     return Path(job.model_path)

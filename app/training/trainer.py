@@ -26,9 +26,11 @@ AUTO_STEPS_PER_EXECUTION = 32
 
 
 class Outcome(enum.Enum):
-    COMPLETED = "completed"
-    CANCELLED = "cancelled"
-    HANDED_BACK = "handed back"
+    """How `train` ended; the worker turns it into a job status (app.lifecycle)."""
+
+    COMPLETED = enum.auto()
+    CANCELLED = enum.auto()
+    HANDED_BACK = enum.auto()
 
 
 class TrainingHooks(Protocol):

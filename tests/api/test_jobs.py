@@ -3,9 +3,11 @@ import copy
 import pytest
 from sqlalchemy import func, select
 
+from app import lifecycle
 from app.db import make_engine, make_session_factory, session_scope
 from app.models import Job
 from app.repositories import jobs as jobs_repo
+from app.repositories import leases
 from app.specs import TUTORIAL_COMPILE, TUTORIAL_FIT, TUTORIAL_LAYERS
 from tests.conftest import authed_client
 
@@ -136,7 +138,7 @@ def test_list_jobs_newest_first_with_status_filter_and_cursor(client, settings, 
     ids = [client.post("/v1/jobs", json=tutorial_job(example_dataset["id"], epochs=1)).json()["id"] for _ in range(3)]
     factory = make_session_factory(make_engine(settings.resolved_database_url))
     with session_scope(factory) as session:
-        jobs_repo.claim(session, ids[0], "tests")
+        lifecycle.claim(session, ids[0], "tests")
     page = client.get("/v1/jobs", params={"limit": 2}).json()
     assert [j["id"] for j in page["items"]] == [ids[2], ids[1]]
     rest = client.get("/v1/jobs", params={"limit": 2, "cursor": page["next_cursor"]}).json()
@@ -150,7 +152,7 @@ def test_metrics_after_and_keras_style_log(client, settings, example_dataset):
     job_id = client.post("/v1/jobs", json=tutorial_job(example_dataset["id"])).json()["id"]
     factory = make_session_factory(make_engine(settings.resolved_database_url))
     with session_scope(factory) as session:
-        jobs_repo.claim(session, job_id, "tests")
+        lifecycle.claim(session, job_id, "tests")
         for epoch, (loss, acc) in enumerate([(0.64, 0.5576), (0.6061, 0.631), (0.5748, 0.701)], start=1):
             assert jobs_repo.record_epoch(session, job_id, epoch, {"accuracy": acc, "loss": loss}, 0.4)
         assert not jobs_repo.record_epoch(session, job_id, 3, {"loss": 9.0}, 0.4)  # written at most once
@@ -176,20 +178,30 @@ def test_unknown_job_is_404(client):
         assert client.get(f"/v1/jobs/job_nope{suffix}").status_code == 404
 
 
-def test_submit_while_broker_is_down_is_503_and_leaves_no_job(settings, tmp_path):
+def test_submit_while_broker_is_down_is_accepted_and_kept_queued(settings, tmp_path):
+    """The row is the record: a job submitted while the broker is away waits for it, it is not refused
+    (the scheduler's dispatcher sends it once the broker is back: tests/integration/test_broker_forgets.py)."""
     down = settings.model_copy(update={"broker_url": "redis://127.0.0.1:1/0"})
     with authed_client(down) as client:
         dataset = client.post("/v1/datasets/examples/side-effects").json()
         response = client.post("/v1/jobs", json=tutorial_job(dataset["id"]))
-        assert response.status_code == 503, response.text
-        assert client.get("/v1/jobs").json()["items"] == []
+        assert response.status_code == 202, response.text
+        assert [j["status"] for j in client.get("/v1/jobs").json()["items"]] == ["queued"]
         health = client.get("/health")
         assert health.status_code == 503
-        assert health.json() == {"status": "degraded", "database": "ok", "broker": "down"}
+        assert health.json() == {"status": "degraded", "database": "ok", "broker": "down", "scheduler": "down", "scheduler_leader": None}
 
 
-def test_health_is_ok_on_the_embedded_default(client):
-    assert client.get("/health").json() == {"status": "ok", "database": "ok", "broker": "ok"}
+def test_health_serves_without_a_scheduler_but_says_degraded(client, settings):
+    health = client.get("/health")
+    assert health.status_code == 200
+    assert health.json() == {"status": "degraded", "database": "ok", "broker": "ok", "scheduler": "down", "scheduler_leader": None}
+    factory = make_session_factory(make_engine(settings.resolved_database_url))
+    with session_scope(factory) as session:
+        assert leases.acquire(session, "scheduler-under-test", ttl_s=30)
+    assert client.get("/health").json() == {
+        "status": "ok", "database": "ok", "broker": "ok", "scheduler": "ok", "scheduler_leader": "scheduler-under-test"
+    }
 
 
 def test_docs_page_is_served_without_a_cdn(client):

@@ -10,7 +10,7 @@ import pytest
 from app.admin import create_api_key
 from app.serve import api_command
 from app.settings import Settings
-from tests.conftest import ROOT, embedded_settings, settings_env, start_worker
+from tests.conftest import ROOT, embedded_settings, settings_env, start_scheduler, start_worker
 
 
 def free_port() -> int:
@@ -66,19 +66,20 @@ def backend(request, tmp_path_factory) -> Settings:
 
 @pytest.fixture(scope="session")
 def service(backend, tmp_path_factory):
-    """The API (which applies the migrations) first, then one worker."""
+    """The API (which applies the migrations) first, then the scheduler and one worker."""
     logs = tmp_path_factory.mktemp("logs")
     backend.prepare_data_dir()
     api = ApiServer(backend, logs / "api.log")
-    worker = None
+    roles = []
     try:
         api.wait_ready()
         api.key = create_api_key("integration", backend)
-        worker = start_worker(backend, logs / "worker.log")
+        roles.append(start_scheduler(backend, logs / "scheduler.log"))
+        roles.append(start_worker(backend, logs / "worker.log"))
         yield api
     finally:
-        if worker is not None:
-            worker.stop()
+        for role in roles:
+            role.stop()
         api.stop()
 
 

@@ -15,11 +15,12 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from app.api.deps import OwnerDep
+from app.api.deps import OwnerDep, SessionDep
 from app.api.problems import problems
 from app.db import session_scope
-from app.events.hub import TERMINAL, encoded_data
+from app.events.hub import encoded_data
 from app.events.messages import epoch_message, status_message
+from app.lifecycle import TERMINAL
 from app.services import jobs as job_service
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -54,13 +55,12 @@ def frame(event: str, event_id: str, data: bytes, retry_ms: int | None = None) -
     return b"event: " + event.encode() + b"\nid: " + event_id.encode() + b"\n" + retry + b"data: " + data + b"\n\n"
 
 
-def existing_job_id(job_id: str, request: Request, owner: OwnerDep) -> str:
-    """Runs before the stream starts, so an unknown job is a plain 404, not a broken stream.
+def existing_job_id(job_id: str, owner: OwnerDep, session: SessionDep) -> str:
+    """Runs before the stream starts, so an unknown job is a plain 404, not a broken stream. The
+    session closes when the route returns: the stream itself holds no connection while it waits."""
+    return job_service.get_job(session, job_id, owner_id=owner.id).id
 
-    Not SessionDep: a dependency's session would stay open, holding a pooled connection, for as
-    long as the stream lasts."""
-    with session_scope(request.app.state.session_factory) as session:
-        return job_service.get_job(session, job_id, owner_id=owner.id).id
+
 @router.get(
     "/{job_id}/events",
     response_class=EventStream,
@@ -79,7 +79,7 @@ def existing_job_id(job_id: str, request: Request, owner: OwnerDep) -> str:
     summary="Stream a job's status changes, epochs and in-epoch progress as Server-Sent Events",
 )
 async def stream_job_events(
-    job_id: Annotated[str, Depends(existing_job_id)],
+    job_id: Annotated[str, Depends(existing_job_id, scope="function")],
     owner: OwnerDep,
     request: Request,
     last_event_id: Annotated[str | None, Header(description="Resume after this event id")] = None,

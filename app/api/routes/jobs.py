@@ -1,44 +1,32 @@
 """/v1/jobs: submit training jobs and follow them by polling."""
-import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import FileResponse, PlainTextResponse
-from sqlalchemy.orm import Session
 
-from app.api.deps import CeleryDep, OwnerDep, SessionDep, SettingsDep, in_session
+from app.api.deps import OwnerDep, SessionDep, SessionFactoryDep, SettingsDep
 from app.api.problems import problems
-from app.api.schemas import EpochRead, JobPage, JobRead, JobStatus, MetricsRead
-from app.errors import ServiceUnavailable
-from app.events.messages import status_message
+from app.api.schemas import EpochRead, JobPage, JobRead, MetricsRead
+from app.lifecycle import JobStatus
 from app.models import Job
-from app.queue import enqueue_training
 from app.services import jobs as job_service
 from app.specs import JobCreate
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
-log = logging.getLogger("epochly.api")
 
 
 @router.post(
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobRead,
-    responses=problems(429, 503),
+    responses=problems(429),
     summary="Submit a training job",
+    description="The job is queued once it is stored, even while the broker is away: the scheduler sends it then.",
 )
 def create_job(
-    payload: JobCreate, owner: OwnerDep, session: SessionDep, settings: SettingsDep, celery: CeleryDep, response: Response
+    payload: JobCreate, owner: OwnerDep, session_factory: SessionFactoryDep, settings: SettingsDep, response: Response
 ) -> Job:
-    job = job_service.submit_job(session, settings, payload, owner_id=owner.id)
-    session.commit()  # the worker must find the row: enqueue only after commit
-    try:
-        enqueue_training(celery, job.id)
-    except Exception as exc:
-        log.warning("broker refused job %s: %s", job.id, exc)
-        job_service.withdraw_job(session, job)
-        session.commit()
-        raise ServiceUnavailable("the job queue is unavailable; nothing was submitted, try again shortly") from None
+    job = job_service.submit_job(session_factory, settings, payload, owner_id=owner.id)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return job
 
@@ -58,15 +46,15 @@ def list_jobs(
 def job_read(request: Request, job: Job) -> JobRead:
     """The stored job plus, while it runs, its in-epoch position as last published by the worker."""
     read = JobRead.model_validate(job)
-    if job.status == "running" and (progress := request.app.state.hub.progress.get(job.id)):
+    if job.status == JobStatus.RUNNING and (progress := request.app.state.hub.progress.get(job.id)):
         read.batch = progress["batch"]
         read.batches_per_epoch = progress["batches_per_epoch"]
     return read
 
 
 @router.get("/{job_id}", response_model=JobRead, responses=problems(404))
-async def get_job(job_id: str, owner: OwnerDep, request: Request) -> JobRead:
-    return await in_session(request, lambda session: job_read(request, job_service.get_job(session, job_id, owner_id=owner.id)))
+def get_job(job_id: str, owner: OwnerDep, session: SessionDep, request: Request) -> JobRead:
+    return job_read(request, job_service.get_job(session, job_id, owner_id=owner.id))
 
 
 @router.post(
@@ -77,10 +65,8 @@ async def get_job(job_id: str, owner: OwnerDep, request: Request) -> JobRead:
     summary="Cancel a job: a queued job never starts; a running one stops at the next step boundary (see fit.steps_per_execution) and keeps its epochs",
 )
 def cancel_job(job_id: str, owner: OwnerDep, session: SessionDep, request: Request) -> JobRead:
-    job, event = job_service.cancel_job(session, job_id, owner_id=owner.id)
+    job = job_service.cancel_job(session, job_id, owner_id=owner.id)
     session.commit()
-    if event is not None:
-        request.app.state.publisher.publish(status_message(event))
     return job_read(request, job)
 
 
@@ -90,14 +76,9 @@ def cancel_job(job_id: str, owner: OwnerDep, session: SessionDep, request: Reque
     responses=problems(404),
     summary="Epoch rows after epoch N, so a poller fetches only what is new",
 )
-async def get_job_metrics(
-    job_id: str, owner: OwnerDep, request: Request, after: Annotated[int, Query(ge=0)] = 0
-) -> MetricsRead:
-    def read(session: Session) -> MetricsRead:
-        status, epochs = job_service.job_metrics(session, job_id, owner_id=owner.id, after=after)
-        return MetricsRead(job_id=job_id, status=status, epochs=[EpochRead.model_validate(e) for e in epochs])  # type: ignore[arg-type]
-
-    return await in_session(request, read)
+def get_job_metrics(job_id: str, owner: OwnerDep, session: SessionDep, after: Annotated[int, Query(ge=0)] = 0) -> MetricsRead:
+    status, epochs = job_service.job_metrics(session, job_id, owner_id=owner.id, after=after)
+    return MetricsRead(job_id=job_id, status=JobStatus(status), epochs=[EpochRead.model_validate(e) for e in epochs])
 
 
 @router.get(

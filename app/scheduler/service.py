@@ -1,0 +1,85 @@
+"""The scheduler process: one leader at a time (a lease row) runs the recovery sweep and the dispatcher.
+
+Several scheduler processes may run (one per machine, say): the others stand by and take over once
+the leader's lease expires. The moves they make are conditional updates anyway, so even two leaders
+at once would requeue each job once; they could only send a spare doorbell."""
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.db import make_engine, make_session_factory, session_scope
+from app.events.publisher import make_publisher
+from app.queue import CeleryDoorbell, make_celery
+from app.repositories import leases
+from app.scheduler.dispatch import Dispatcher
+from app.scheduler.recovery import recover_stale_jobs
+from app.settings import Settings, get_settings
+
+log = logging.getLogger("epochly.scheduler")
+# A leader that misses this many rounds loses the lead to a standby.
+LEASE_ROUNDS = 5
+
+
+class Scheduler:
+    def __init__(self, settings: Settings, session_factory: sessionmaker[Session] | None = None, name: str | None = None) -> None:
+        self.settings = settings
+        self.name = name or f"{socket.gethostname()} (pid {os.getpid()})"
+        self.celery = make_celery(settings)
+        self.session_factory = session_factory or make_session_factory(
+            make_engine(settings.resolved_database_url), publisher=make_publisher(settings), doorbell=CeleryDoorbell(self.celery)
+        )
+        self.dispatcher = Dispatcher(self.celery)
+        self.leading = False
+        # Heartbeats cannot land while the database is away, so after an outage (or this process's
+        # start) every running job looks silent: give workers one full timeout to beat again first.
+        self._judge_after = time.monotonic() + settings.job_heartbeat_timeout_s
+
+    @property
+    def lease_ttl_s(self) -> float:
+        return LEASE_ROUNDS * self.settings.scheduler_interval_s
+
+    def tick(self) -> None:
+        """One round; raises when the database or the broker is unreachable."""
+        with session_scope(self.session_factory) as session:
+            leading = leases.acquire(session, self.name, self.lease_ttl_s)
+        if leading != self.leading:
+            log.info("%s %s the scheduler lease", self.name, "holds" if leading else "lost")
+            self.leading = leading
+        if not leading:
+            return
+        if time.monotonic() >= self._judge_after:
+            with session_scope(self.session_factory) as session:
+                recovered = recover_stale_jobs(session, self.settings)
+            if recovered:
+                log.warning("recovered %d job(s) of silent workers: %s", len(recovered), ", ".join(recovered))
+        self.dispatcher.reconcile(self.session_factory)
+
+    def run(self, stop: threading.Event) -> None:
+        log.info("scheduler ready: %s, every %g s", self.name, self.settings.scheduler_interval_s)
+        while not stop.wait(self.settings.scheduler_interval_s):
+            try:
+                self.tick()
+            except Exception as exc:  # the database or broker may be away; try again next round
+                log.warning("scheduler round failed: %s", exc)
+                self._judge_after = time.monotonic() + self.settings.job_heartbeat_timeout_s
+        if self.leading:
+            try:
+                with session_scope(self.session_factory) as session:
+                    leases.release(session, self.name)
+            except Exception as exc:
+                log.warning("could not hand the scheduler lease back: %s", exc)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    settings = get_settings()
+    settings.prepare_data_dir()
+    Scheduler(settings).run(stop)
