@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench clean
+.PHONY: run test lint bench soak clean
 
 $(STAMP): pyproject.toml client/pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -14,11 +14,22 @@ $(STAMP): pyproject.toml client/pyproject.toml
 run: $(STAMP)
 	$(VENV)/bin/epochly-serve
 
-test: $(STAMP)
+# Lint, format and types first: they take seconds and fail before the suite's minutes.
+LINTED := app worker client migrations
+
+test: $(STAMP) lint
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
+	$(VENV)/bin/mypy
 
 bench: $(STAMP)
 	$(VENV)/bin/python -m bench.run_all
+
+soak: $(STAMP)
+	$(VENV)/bin/python -m bench.soak
 
 clean:
 	rm -rf $(VENV) var

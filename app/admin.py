@@ -1,4 +1,5 @@
 """Server-side administration: API keys. Used by `epochly keys create` and by `make run`'s first start."""
+
 import os
 
 from app.db import make_engine, make_session_factory, session_scope

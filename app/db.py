@@ -41,7 +41,9 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=20)
 
 
-def make_session_factory(engine: Engine, *, publisher: "Publisher | None" = None, doorbell: "Doorbell | None" = None) -> sessionmaker[Session]:
+def make_session_factory(
+    engine: Engine, *, publisher: "Publisher | None" = None, doorbell: "Doorbell | None" = None
+) -> sessionmaker[Session]:
     """Sessions that publish job events through `publisher` and ring `doorbell`, each after commit."""
     return sessionmaker(engine, expire_on_commit=False, info={PUBLISHER: publisher, DOORBELL: doorbell})
 

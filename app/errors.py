@@ -1,5 +1,7 @@
 """Domain errors raised by services; app/api/problems.py maps each to one HTTP problem response."""
+
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 
 @dataclass
@@ -74,7 +76,7 @@ class InvalidCursor(DomainError):
 class Unauthorized(DomainError):
     status = 401
     title = "Unauthorized"
-    headers = {"WWW-Authenticate": 'Bearer realm="epochly"'}
+    headers: ClassVar[dict[str, str]] = {"WWW-Authenticate": 'Bearer realm="epochly"'}
 
 
 class QuotaExceeded(DomainError):

@@ -1,4 +1,5 @@
 """The Keras tutorial's data set: a drug trial where older patients tend to see side effects."""
+
 import numpy as np
 
 SIDE_EFFECTS_NAME = "side-effects"

@@ -3,6 +3,7 @@
 Nothing here trusts a file name: storage names come from the content hash, and every rejection
 says what is wrong in terms of the user's file (row, column, array name).
 """
+
 import csv
 import hashlib
 import math
@@ -11,7 +12,7 @@ import uuid
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -142,7 +143,7 @@ def store_arrays(x: np.ndarray, y: np.ndarray, datasets_dir: Path) -> tuple[Stor
 
 def load_arrays(datasets_dir: Path, storage_key: str, mmap: bool = False) -> tuple[np.ndarray, np.ndarray]:
     folder = datasets_dir / storage_key
-    mode = "r" if mmap else None
+    mode: Literal["r"] | None = "r" if mmap else None
     return (
         np.load(folder / "x.npy", mmap_mode=mode, allow_pickle=False),
         np.load(folder / "y.npy", mmap_mode=mode, allow_pickle=False),
@@ -211,7 +212,9 @@ def _finite_column(column: "pa.Array", name: str, first_row: int) -> np.ndarray:
 def _raw_to_npy(raw: Path, target: Path, dtype: np.dtype, shape: tuple[int, ...]) -> None:
     """Prefix raw C-order data with a .npy header, copying in chunks rather than loading it."""
     with target.open("wb") as out, raw.open("rb") as src:
-        np.lib.format.write_array_header_1_0(out, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape})
+        np.lib.format.write_array_header_1_0(
+            out, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+        )
         shutil.copyfileobj(src, out, CHUNK)
     raw.unlink()
 
@@ -277,7 +280,7 @@ def _publish(staging: Path, key: str, datasets_dir: Path, x: np.ndarray, y: np.n
                 raise
     return StoredArrays(
         storage_key=key,
-        n_samples=int(len(x)),
+        n_samples=len(x),
         x_shape=[int(d) for d in x.shape[1:]],
         y_shape=[int(d) for d in y.shape[1:]],
         x_dtype=str(x.dtype),
@@ -289,4 +292,3 @@ def _staging_dir(datasets_dir: Path) -> Path:
     path = datasets_dir / f".staging-{uuid.uuid4().hex}"
     path.mkdir(parents=True)
     return path
-

@@ -141,9 +141,7 @@ def claim_next(session: Session, job_id: str, worker: str) -> tuple[str, JobEven
 def beat(session: Session, job_id: str, worker: str) -> bool:
     """Record that `worker` still runs the job; False if the job is no longer its to run."""
     result = session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.RUNNING, Job.worker == worker)
-        .values(heartbeat_at=utcnow())
+        update(Job).where(Job.id == job_id, Job.status == JobStatus.RUNNING, Job.worker == worker).values(heartbeat_at=utcnow())
     )
     assert isinstance(result, CursorResult)
     return result.rowcount == 1
@@ -206,7 +204,15 @@ def cancel(session: Session, job_id: str) -> JobEvent | None:
     """A queued job is cancelled at once (its event returned); a running one is flagged, and its worker
     stops at the next step boundary and finishes it as cancelled (None returned)."""
     now = utcnow()
-    event = move(session, job_id, JobStatus.CANCELLED, message="cancelled before it started", from_=[JobStatus.QUEUED], values={"finished_at": now}, at=now)
+    event = move(
+        session,
+        job_id,
+        JobStatus.CANCELLED,
+        message="cancelled before it started",
+        from_=[JobStatus.QUEUED],
+        values={"finished_at": now},
+        at=now,
+    )
     if event is None:
         session.execute(
             update(Job)

@@ -1,4 +1,5 @@
 """The FastAPI application factory. Nothing imported from here loads TensorFlow."""
+
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator

@@ -1,4 +1,5 @@
 """Apply Alembic migrations programmatically (the service does this at start)."""
+
 from pathlib import Path
 
 from alembic import command

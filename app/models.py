@@ -1,7 +1,8 @@
 """ORM models: datasets, jobs, their status history and per-epoch metrics."""
+
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -31,7 +32,7 @@ def new_id(prefix: str) -> str:
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime, dict[str, Any]: JSON}
 
 
 class Owner(Base):
@@ -85,9 +86,7 @@ class Job(Base):
     owner_id: Mapped[str | None] = mapped_column(ForeignKey("owner.id", ondelete="CASCADE"), index=True)
     name: Mapped[str | None] = mapped_column(String(200))
     tags: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    dataset_id: Mapped[str | None] = mapped_column(
-        ForeignKey("dataset.id", ondelete="SET NULL"), index=True
-    )
+    dataset_id: Mapped[str | None] = mapped_column(ForeignKey("dataset.id", ondelete="SET NULL"), index=True)
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     # A value of app.lifecycle.JobStatus, written only by app/lifecycle.py.
     status: Mapped[str] = mapped_column(String(16), index=True)
@@ -107,9 +106,7 @@ class Job(Base):
     # One entry per time a worker took the job: {"attempt", "worker", "started_at", "ended_at", "outcome"}.
     attempts: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
 
-    history: Mapped[list["JobEvent"]] = relationship(
-        order_by="JobEvent.id", cascade="all, delete-orphan", lazy="selectin"
-    )
+    history: Mapped[list["JobEvent"]] = relationship(order_by="JobEvent.id", cascade="all, delete-orphan", lazy="selectin")
 
 
 class JobEvent(Base):

@@ -3,8 +3,9 @@
 A message is a doorbell, not the job: the job row is the record. A worker that takes a message claims
 the job it names, or else the oldest queued one (app.lifecycle.claim_next), so the scheduler keeps
 the broker honest by count alone: as many waiting messages as queued jobs (app/scheduler/dispatch.py)."""
+
 import logging
-from typing import Protocol
+from typing import Any, Protocol
 
 from celery import Celery
 from kombu import Connection
@@ -81,7 +82,7 @@ def waiting_messages(celery: Celery) -> int:
     """Messages in the training queue that no worker has taken yet; raises when the broker is unreachable."""
     with celery.connection_for_write() as connection:
         _connect_once(connection)
-        channel = connection.default_channel
+        channel: Any = connection.default_channel  # a virtual-transport channel: it has queue_declare
         try:
             return int(channel.queue_declare(queue=TRAIN_QUEUE, passive=True).message_count)
         except ChannelError:  # Redis keeps no empty lists: a queue with no messages does not exist

@@ -1,5 +1,6 @@
 """`make run`: migrate, then run the API, one worker and the scheduler, restarting the worker or the
 scheduler if it dies; Ctrl-C stops them all."""
+
 import os
 import signal
 import subprocess
@@ -15,9 +16,18 @@ RESTART_DELAY_S = 2.0
 
 def worker_command(concurrency_name: str = "worker1") -> list[str]:
     return [
-        sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
-        "--pool=solo", "--without-mingle", "--without-gossip", "--loglevel=INFO",
-        "-n", f"{concurrency_name}@%h",
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker.celery_app",
+        "worker",
+        "--pool=solo",
+        "--without-mingle",
+        "--without-gossip",
+        "--loglevel=INFO",
+        "-n",
+        f"{concurrency_name}@%h",
     ]
 
 

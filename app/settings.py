@@ -1,4 +1,5 @@
 """Process settings, read once from the environment (12-factor names)."""
+
 from functools import lru_cache
 from pathlib import Path
 

@@ -1,10 +1,11 @@
 """Job spec schemas shared by the API and the worker; pure pydantic, no Keras."""
+
 import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-TUTORIAL_LAYERS: list[dict[str, Any]] = [
+TUTORIAL_LAYERS: list[Any] = [
     {"type": "Dense", "units": 16, "activation": "relu", "input_shape": [1]},
     {"type": "Dense", "units": 32, "activation": "relu"},
     {"type": "Dense", "units": 2, "activation": "sigmoid"},

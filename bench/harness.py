@@ -62,9 +62,9 @@ class LiveService:
 
 @contextmanager
 def service(backend: str = "postgres-redis", workers: int = 1) -> Iterator[LiveService]:
-    """A live API with `workers` Celery worker processes and an API key for it."""
+    """A live API, the scheduler and `workers` Celery worker processes, and an API key for it."""
     from app.admin import create_api_key
-    from app.serve import api_command, worker_command
+    from app.serve import api_command, scheduler_command, worker_command
     from app.settings import Settings
 
     with tempfile.TemporaryDirectory(prefix="epochly-bench-") as tmp, _database(backend) as database_url:
@@ -79,6 +79,9 @@ def service(backend: str = "postgres-redis", workers: int = 1) -> Iterator[LiveS
         processes = [subprocess.Popen(api_command("127.0.0.1", port), cwd=ROOT, env=env, stdout=(logs / "api.log").open("wb"), stderr=subprocess.STDOUT)]
         try:
             _wait(lambda: httpx.get(f"{url}/health", timeout=2).status_code == 200, processes[0], "API")
+            scheduler_log = logs / "scheduler.log"
+            processes.append(subprocess.Popen(scheduler_command(), cwd=ROOT, env=env, stdout=scheduler_log.open("wb"), stderr=subprocess.STDOUT))
+            _wait(lambda: b"scheduler ready" in scheduler_log.read_bytes(), processes[-1], "scheduler")
             for index in range(workers):
                 log_path = logs / f"worker{index}.log"
                 processes.append(subprocess.Popen(worker_command(f"bench{index}"), cwd=ROOT, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT))

@@ -1,5 +1,7 @@
 """Alembic environment: the URL comes from the caller or from DATABASE_URL, never from alembic.ini."""
+
 from alembic import context
+
 from app.db import make_engine
 from app.models import Base
 from app.settings import get_settings

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
 
 from app.admin import create_api_key
 from app.main import create_app
@@ -146,3 +147,28 @@ def start_scheduler(settings: Settings, log_path: Path) -> RoleProcess:
     scheduler = RoleProcess(settings, log_path, scheduler_command(), b"scheduler ready")
     scheduler.wait_ready()
     return scheduler
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def migrated_url(request, tmp_path: Path) -> Iterator[str]:
+    """A database on each back end, built by `alembic upgrade head` as the service builds it."""
+    from app.migrate import upgrade_to_head
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'epochly.db'}"
+        upgrade_to_head(url)
+        yield url
+        return
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    with postgres_database(PG_ADMIN_URL) as url:
+        upgrade_to_head(url)
+        yield url
+
+
+@pytest.fixture
+def session_factory(migrated_url: str) -> Iterator[sessionmaker[Session]]:
+    from app.db import make_engine, make_session_factory
+
+    engine = make_engine(migrated_url)
+    yield make_session_factory(engine)
+    engine.dispose()

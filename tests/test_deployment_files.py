@@ -13,7 +13,7 @@ import yaml
 from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-APP_SERVICES = ("api", "worker")
+APP_SERVICES = ("api", "scheduler", "worker")
 
 
 @pytest.fixture(scope="module")
@@ -70,10 +70,10 @@ def exec_form(arguments: str) -> list[str]:
     return json.loads(arguments) if arguments.startswith("[") else shlex.split(arguments)
 
 
-def test_compose_has_postgres_redis_api_and_worker_each_with_a_healthcheck(compose: dict) -> None:
+def test_compose_has_postgres_redis_api_scheduler_and_worker_each_with_a_healthcheck(compose: dict) -> None:
     services = compose["services"]
-    assert {"postgres", "redis", "api", "worker"} <= set(services)
-    for name in ("postgres", "redis", "api", "worker"):
+    assert {"postgres", "redis", "api", "scheduler", "worker"} <= set(services)
+    for name in ("postgres", "redis", "api", "scheduler", "worker"):
         assert services[name].get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
 
 
@@ -110,9 +110,18 @@ def test_worker_command_names_an_existing_celery_app_module_and_the_solo_pool(co
     assert "--pool=solo" in command
 
 
-def test_worker_starts_only_after_the_api_is_healthy_so_migrations_have_run(compose: dict) -> None:
-    depends_on = compose["services"]["worker"]["depends_on"]
+@pytest.mark.parametrize("role", ["worker", "scheduler"])
+def test_worker_and_scheduler_start_only_after_the_api_is_healthy_so_migrations_have_run(compose: dict, role: str) -> None:
+    depends_on = compose["services"][role]["depends_on"]
     assert depends_on["api"]["condition"] == "service_healthy"
+
+
+def test_scheduler_command_is_the_one_make_run_starts(compose: dict) -> None:
+    from app.serve import scheduler_command
+
+    command = command_of(compose["services"]["scheduler"])
+    assert command[0] == "python" and command[1:] == scheduler_command()[1:]
+    assert importlib.util.find_spec(command[command.index("-m") + 1]) is not None
 
 
 def test_every_environment_variable_on_api_and_worker_is_a_settings_field(compose: dict) -> None:

@@ -1,19 +1,20 @@
 """One training attempt, from claim to finish or hand-back; testable without Celery."""
+
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
+from datetime import datetime
+from functools import cached_property, partial
 from typing import Any
 
 import numpy as np
 from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
-from app import ingest
-from app import lifecycle
+from app import ingest, lifecycle
 from app.db import make_engine, make_session_factory, session_scope
 from app.events.messages import progress_message
 from app.events.publisher import Publisher, make_publisher
@@ -86,7 +87,7 @@ class JobHooks:
         self._watcher = threading.Thread(target=self._watch, name=f"job-watch-{job_id}", daemon=True)
         # Epoch rows go through a writer thread: training never waits on the database, and a row
         # that cannot be written yet (database restarting) waits in this queue, in order.
-        self._rows: queue.Queue[tuple[int, dict[str, float], float, object] | None] = queue.Queue()
+        self._rows: queue.Queue[tuple[int, dict[str, float], float, datetime] | None] = queue.Queue()
         self._writer = threading.Thread(target=self._write_rows, name=f"job-rows-{job_id}", daemon=True)
 
     def __enter__(self) -> "JobHooks":
@@ -105,14 +106,12 @@ class JobHooks:
 
     def _write_rows(self) -> None:
         while (item := self._rows.get()) is not None:
-            epoch, logs, duration_s, finished_at = item
+            with_retry(f"writing epoch {item[0]} of job {self.job_id}", partial(self._write_row, *item))
 
-            def write() -> None:
-                # Its own short transaction: the row is visible to pollers as soon as it lands.
-                with session_scope(self.ctx.session_factory) as session:
-                    jobs_repo.record_epoch(session, self.job_id, epoch, logs, duration_s, finished_at)
-
-            with_retry(f"writing epoch {epoch} of job {self.job_id}", write)
+    def _write_row(self, epoch: int, logs: dict[str, float], duration_s: float, finished_at: datetime) -> None:
+        # Its own short transaction: the row is visible to pollers as soon as it lands.
+        with session_scope(self.ctx.session_factory) as session:
+            jobs_repo.record_epoch(session, self.job_id, epoch, logs, duration_s, finished_at)
 
     def progress(self, epoch: int, batch: int, batches: int | None) -> None:
         self.ctx.publisher.publish(progress_message(self.job_id, epoch, batch, batches))
@@ -170,8 +169,14 @@ def run_job(message_job_id: str, ctx: WorkerContext) -> None:
             if in_memory:
                 x, y = np.asarray(x), np.asarray(y)
             outcome = train(
-                spec, x, y, reporter=reporter, model_path=model_path, in_memory=in_memory,
-                checkpoint=checkpoint, checkpoint_interval_s=ctx.settings.checkpoint_interval_s,
+                spec,
+                x,
+                y,
+                reporter=reporter,
+                model_path=model_path,
+                in_memory=in_memory,
+                checkpoint=checkpoint,
+                checkpoint_interval_s=ctx.settings.checkpoint_interval_s,
             )
         except Exception as exc:
             error = describe_failure(exc, reporter.epoch)
@@ -185,7 +190,9 @@ def run_job(message_job_id: str, ctx: WorkerContext) -> None:
         _hand_back(ctx, job_id, reporter.epoch)
     elif outcome is Outcome.CANCELLED:
         kept = reporter.epoch - 1
-        _finish(ctx, job_id, JobStatus.CANCELLED, message=f"cancelled during epoch {reporter.epoch}; {kept} finished epoch(s) kept")
+        _finish(
+            ctx, job_id, JobStatus.CANCELLED, message=f"cancelled during epoch {reporter.epoch}; {kept} finished epoch(s) kept"
+        )
         checkpoint.discard()
     else:
         _finish(ctx, job_id, JobStatus.SUCCEEDED, message=f"trained {spec.fit.epochs} epochs", model_path=str(model_path))
@@ -198,7 +205,10 @@ def _hand_back(ctx: WorkerContext, job_id: str, epoch: int) -> None:
     def requeue() -> None:
         with session_scope(ctx.session_factory) as session:
             lifecycle.requeue(
-                session, job_id, worker=ctx.worker_name, outcome=lifecycle.HANDED_BACK,
+                session,
+                job_id,
+                worker=ctx.worker_name,
+                outcome=lifecycle.HANDED_BACK,
                 message=f"{ctx.worker_name} is shutting down; handed back after epoch {epoch} (checkpointed), will resume",
             )
 

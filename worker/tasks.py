@@ -1,4 +1,5 @@
 """Celery tasks: thin wrappers around worker/runner.py. Importing this module loads TensorFlow once."""
+
 import logging
 import os
 import socket
@@ -25,8 +26,14 @@ def context() -> WorkerContext:
 
 # A database that is away when the job is claimed: retry the task rather than drop the message.
 @celery.task(
-    name=TRAIN_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True,
-    autoretry_for=(OperationalError,), retry_backoff=1, retry_backoff_max=30, max_retries=None,
+    name=TRAIN_TASK,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=1,
+    retry_backoff_max=30,
+    max_retries=None,
 )
 def train_job(job_id: str) -> None:
     run_job(job_id, context())

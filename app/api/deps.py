@@ -1,4 +1,5 @@
 """Typed dependencies shared by the routes."""
+
 from collections.abc import AsyncIterator
 from typing import Annotated
 

@@ -1,4 +1,5 @@
 """/docs served entirely from this service: Swagger UI's assets come from the swagger-ui-bundle package, not a CDN."""
+
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse

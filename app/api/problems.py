@@ -1,4 +1,5 @@
 """Maps every error to one shape: RFC 9457 problem+json with field paths for validation errors."""
+
 import logging
 from http import HTTPStatus
 from typing import Any
@@ -18,7 +19,9 @@ log = logging.getLogger("epochly.api")
 _UNION_TAGS = {"str", "int", "float", "bool", "list", "dict", "none"}
 
 
-def problem_response(status: int, detail: str, errors: list[dict[str, str]] | None = None, title: str | None = None) -> JSONResponse:
+def problem_response(
+    status: int, detail: str, errors: list[dict[str, str]] | None = None, title: str | None = None
+) -> JSONResponse:
     body = Problem(title=title or HTTPStatus(status).phrase, status=status, detail=detail, errors=errors or [])
     return JSONResponse(body.model_dump(), status_code=status, media_type=PROBLEM_MEDIA_TYPE)
 

@@ -1,4 +1,5 @@
 """Response schemas; every one carries an example built from the tutorial's job."""
+
 from datetime import datetime
 from typing import Any, Literal
 
@@ -7,8 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field
 from app.lifecycle import JobStatus
 from app.specs import TUTORIAL_COMPILE, TUTORIAL_FIT, TUTORIAL_LAYERS
 
-
-EXAMPLE_DATASET = {
+EXAMPLE_DATASET: dict[str, Any] = {
     "id": "ds_5f1c0e3a9b2d4c6e8f0a1b2c3d4e5f60",
     "name": "side-effects",
     "format": "example",
@@ -19,9 +19,9 @@ EXAMPLE_DATASET = {
     "sha256": "9b0c6f1d2e3a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4",
     "created_at": "2026-11-25T12:00:00Z",
 }
-EXAMPLE_LOGS = {"loss": 0.2824, "accuracy": 0.9286}
-EXAMPLE_EPOCH = {"epoch": 20, "logs": EXAMPLE_LOGS, "duration_s": 0.41, "finished_at": "2026-11-25T12:00:09Z"}
-EXAMPLE_JOB = {
+EXAMPLE_LOGS: dict[str, Any] = {"loss": 0.2824, "accuracy": 0.9286}
+EXAMPLE_EPOCH: dict[str, Any] = {"epoch": 20, "logs": EXAMPLE_LOGS, "duration_s": 0.41, "finished_at": "2026-11-25T12:00:09Z"}
+EXAMPLE_JOB: dict[str, Any] = {
     "id": "job_0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f",
     "name": "side-effects tutorial",
     "tags": {"tutorial": "keras"},
@@ -41,7 +41,15 @@ EXAMPLE_JOB = {
     "latest": EXAMPLE_LOGS,
     "error": None,
     "worker": "celery@host (pid 4242)",
-    "attempts": [{"attempt": 1, "worker": "celery@host (pid 4242)", "started_at": "2026-11-25T12:00:01Z", "ended_at": "2026-11-25T12:00:10Z", "outcome": "succeeded"}],
+    "attempts": [
+        {
+            "attempt": 1,
+            "worker": "celery@host (pid 4242)",
+            "started_at": "2026-11-25T12:00:01Z",
+            "ended_at": "2026-11-25T12:00:10Z",
+            "outcome": "succeeded",
+        }
+    ],
     "restarts": 0,
     "history": [
         {"status": "queued", "message": "submitted; waiting for a worker", "at": "2026-11-25T12:00:00Z"},
@@ -92,7 +100,15 @@ class JobEventRead(BaseModel):
 
 class AttemptRead(BaseModel):
     model_config = ConfigDict(
-        json_schema_extra={"example": {"attempt": 1, "worker": "celery@host (pid 4242)", "started_at": "2026-11-25T12:00:01Z", "ended_at": "2026-11-25T12:00:10Z", "outcome": "succeeded"}}
+        json_schema_extra={
+            "example": {
+                "attempt": 1,
+                "worker": "celery@host (pid 4242)",
+                "started_at": "2026-11-25T12:00:01Z",
+                "ended_at": "2026-11-25T12:00:10Z",
+                "outcome": "succeeded",
+            }
+        }
     )
 
     attempt: int
@@ -161,7 +177,13 @@ class MetricsRead(BaseModel):
 class HealthRead(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
-            "example": {"status": "ok", "database": "ok", "broker": "ok", "scheduler": "ok", "scheduler_leader": "host (pid 4243)"}
+            "example": {
+                "status": "ok",
+                "database": "ok",
+                "broker": "ok",
+                "scheduler": "ok",
+                "scheduler_leader": "host (pid 4243)",
+            }
         }
     )
 
@@ -187,7 +209,12 @@ class Problem(BaseModel):
                 "title": "Invalid job spec",
                 "status": 422,
                 "detail": "model.layers[2].units: Received an invalid value for `units`, expected a positive integer.",
-                "errors": [{"path": "model.layers[2].units", "message": "Received an invalid value for `units`, expected a positive integer. Received: units=-1"}],
+                "errors": [
+                    {
+                        "path": "model.layers[2].units",
+                        "message": "Received an invalid value for `units`, expected a positive integer. Received: units=-1",
+                    }
+                ],
             }
         }
     )

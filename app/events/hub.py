@@ -1,4 +1,5 @@
 """Per-API-process fan-out: one subscription to all job events, one queue per open stream."""
+
 import asyncio
 import contextlib
 import json
@@ -54,10 +55,9 @@ class EventHub:
             # A new epoch or status makes the last in-epoch position stale.
             self.progress.pop(job_id, None)
         for queue in self._subscribers.get(job_id, ()):
-            try:
+            # A full queue is a slow client: its stream re-reads the database when it next looks.
+            with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait(message)
-            except asyncio.QueueFull:
-                pass  # a slow client: its stream re-reads the database when it next looks
 
     async def run(self, settings: Settings) -> None:
         if uses_redis(settings):

@@ -1,4 +1,5 @@
 """The event payloads, built once from database rows so a stream and a poller see the same fields."""
+
 from datetime import datetime
 from typing import Any
 

@@ -1,4 +1,6 @@
 """Publish job events (synchronous; used by the worker and by the API's own status changes)."""
+
+import contextlib
 import logging
 import socket
 from typing import Any, Protocol
@@ -33,10 +35,9 @@ class DatagramPublisher:
         self._socket.setblocking(False)
 
     def publish(self, message: dict[str, Any]) -> None:
-        try:
+        # OSError: no API listening, or its buffer is full; streams catch up from the database.
+        with contextlib.suppress(OSError):
             self._socket.sendto(encode(message), self._path)
-        except OSError:  # no API listening, or its buffer is full: streams catch up from the database
-            pass
 
 
 def make_publisher(settings: Settings) -> Publisher:

@@ -1,4 +1,5 @@
 """Where events travel for a given configuration: a Redis channel pattern or a local datagram socket."""
+
 import hashlib
 import json
 import tempfile

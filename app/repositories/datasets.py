@@ -1,4 +1,5 @@
 """Dataset queries."""
+
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 

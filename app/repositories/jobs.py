@@ -1,4 +1,5 @@
 """Job, status-history and epoch-metric queries. Status changes are not here: app/lifecycle.py owns them."""
+
 from datetime import datetime
 
 from sqlalchemy import func, select, update
@@ -61,11 +62,7 @@ def record_epoch(
             session.add(row)
     except IntegrityError:
         return None
-    session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.epochs_completed < epoch)
-        .values(epochs_completed=epoch, latest=logs)
-    )
+    session.execute(update(Job).where(Job.id == job_id, Job.epochs_completed < epoch).values(epochs_completed=epoch, latest=logs))
     publish_after_commit(session, epoch_message(row))
     return row
 

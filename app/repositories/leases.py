@@ -1,4 +1,5 @@
 """The scheduler's leadership lease: a conditional UPDATE of one row, so it works the same on both back ends."""
+
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update

@@ -1,4 +1,5 @@
 """Owner and API-key queries."""
+
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -23,11 +24,7 @@ def add_key(session: Session, key: ApiKey) -> ApiKey:
 
 
 def owner_for_key_hash(session: Session, key_hash: str) -> Owner | None:
-    stmt = (
-        select(Owner)
-        .join(ApiKey, ApiKey.owner_id == Owner.id)
-        .where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
-    )
+    stmt = select(Owner).join(ApiKey, ApiKey.owner_id == Owner.id).where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
     return session.scalar(stmt)
 
 

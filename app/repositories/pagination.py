@@ -1,4 +1,5 @@
 """Keyset pagination, newest first, with an opaque cursor: stable while rows are being added."""
+
 import base64
 import json
 from dataclasses import dataclass
@@ -36,9 +37,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 def newest_first(session: Session, stmt: Select[Any], model: Any, cursor: str | None, limit: int) -> Page[Any]:
     if cursor:
         created_at, row_id = decode_cursor(cursor)
-        stmt = stmt.where(
-            or_(model.created_at < created_at, and_(model.created_at == created_at, model.id < row_id))
-        )
+        stmt = stmt.where(or_(model.created_at < created_at, and_(model.created_at == created_at, model.id < row_id)))
     rows = list(session.scalars(stmt.order_by(model.created_at.desc(), model.id.desc()).limit(limit + 1)))
     next_cursor = encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
     return Page(items=rows[:limit], next_cursor=next_cursor)

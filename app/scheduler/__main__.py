@@ -1,4 +1,5 @@
 """`python -m app.scheduler` (or `epochly-scheduler`): run one scheduler process."""
+
 from app.scheduler.service import main
 
 main()

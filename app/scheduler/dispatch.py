@@ -6,6 +6,7 @@ persistence, evicts the queue or has its folder wiped holds fewer: the dispatche
 the difference. A deficit is acted on only once it has been seen twice in a row, so the moment
 between a commit and its ring, or between a worker taking a message and claiming its job, never
 sends a spare; a spare that does slip through is harmless (its claim finds nothing and ends)."""
+
 import logging
 
 from celery import Celery

@@ -1,4 +1,5 @@
 """Notice jobs whose worker went silent and give them another attempt, or fail them after the last."""
+
 from datetime import timedelta
 
 from sqlalchemy.orm import Session
@@ -22,15 +23,29 @@ def recover_stale_jobs(session: Session, settings: Settings) -> list[str]:
         silent = f"no heartbeat from {job.worker} for {timeout:g} s"
         attempts = len(job.attempts)
         if attempts >= settings.job_max_attempts:
-            error = {"type": "WorkerLost", "message": f"{silent}, {attempts} time(s); giving up", "epoch": job.epochs_completed + 1}
+            error = {
+                "type": "WorkerLost",
+                "message": f"{silent}, {attempts} time(s); giving up",
+                "epoch": job.epochs_completed + 1,
+            }
             event = finish(
-                session, job.id, JobStatus.FAILED, worker=job.worker, outcome=WORKER_LOST,
-                message=f"{silent}; no attempts left", error=error, heartbeat_before=cutoff,
+                session,
+                job.id,
+                JobStatus.FAILED,
+                worker=job.worker,
+                outcome=WORKER_LOST,
+                message=f"{silent}; no attempts left",
+                error=error,
+                heartbeat_before=cutoff,
             )
         else:
             event = requeue(
-                session, job.id, worker=job.worker, outcome=WORKER_LOST,
-                message=f"{silent}; requeued for attempt {attempts + 1} of {settings.job_max_attempts}", heartbeat_before=cutoff,
+                session,
+                job.id,
+                worker=job.worker,
+                outcome=WORKER_LOST,
+                message=f"{silent}; requeued for attempt {attempts + 1} of {settings.job_max_attempts}",
+                heartbeat_before=cutoff,
             )
         if event is not None:
             recovered.append(job.id)

@@ -3,6 +3,7 @@
 Several scheduler processes may run (one per machine, say): the others stand by and take over once
 the leader's lease expires. The moves they make are conditional updates anyway, so even two leaders
 at once would requeue each job once; they could only send a spare doorbell."""
+
 import logging
 import os
 import signal

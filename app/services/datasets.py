@@ -1,4 +1,5 @@
 """Dataset uploads, the tutorial example, listing and deletion."""
+
 from pathlib import Path
 from typing import BinaryIO
 
@@ -61,7 +62,9 @@ def create_side_effects_example(session: Session, settings: Settings, *, owner_i
     stored, digest, size = ingest.store_arrays(x, y, settings.datasets_dir)
     return datasets_repo.add(
         session,
-        Dataset(owner_id=owner_id, name=SIDE_EFFECTS_NAME, format="example", sha256=digest, size_bytes=size, **_stored_fields(stored)),
+        Dataset(
+            owner_id=owner_id, name=SIDE_EFFECTS_NAME, format="example", sha256=digest, size_bytes=size, **_stored_fields(stored)
+        ),
     )
 
 

@@ -1,4 +1,5 @@
 """Submitting jobs, reading their state, metrics, log and trained model."""
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,7 +72,11 @@ def _training_data(session: Session, settings: Settings, payload: JobCreate, *, 
     if n_train < 1 or (payload.fit.validation_split > 0 and n_train >= dataset.n_samples):
         raise InvalidSpec(
             "validation_split leaves no data for training or for validation",
-            [FieldError("fit.validation_split", f"{payload.fit.validation_split} of {dataset.n_samples} samples leaves an empty split")],
+            [
+                FieldError(
+                    "fit.validation_split", f"{payload.fit.validation_split} of {dataset.n_samples} samples leaves an empty split"
+                )
+            ],
         )
     owner_service.check_job_quota(session, settings, owner_id)
     return _TrainingData(dataset.id, dataset.storage_key, n_train)

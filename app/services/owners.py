@@ -1,4 +1,5 @@
 """API keys and per-owner limits."""
+
 import hashlib
 import secrets
 import threading

@@ -3,6 +3,7 @@
 The helper is spawned (never forked: TensorFlow is not fork-safe), imports Keras once, and
 serves checks one at a time.
 """
+
 import concurrent.futures
 import multiprocessing
 import threading
@@ -38,7 +39,9 @@ class SpecChecker:
                     max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_warm_up
                 )
 
-    def check(self, spec_json: dict[str, Any], sample_x: np.ndarray, sample_y: np.ndarray, timeout_s: float) -> list[dict[str, str]]:
+    def check(
+        self, spec_json: dict[str, Any], sample_x: np.ndarray, sample_y: np.ndarray, timeout_s: float
+    ) -> list[dict[str, str]]:
         try:
             return self._run(spec_json, sample_x, sample_y, timeout_s)
         except BrokenProcessPool:
@@ -50,7 +53,9 @@ class SpecChecker:
                 self.shutdown()
                 raise ServiceUnavailable("the spec checker crashed while checking this spec") from None
 
-    def _run(self, spec_json: dict[str, Any], sample_x: np.ndarray, sample_y: np.ndarray, timeout_s: float) -> list[dict[str, str]]:
+    def _run(
+        self, spec_json: dict[str, Any], sample_x: np.ndarray, sample_y: np.ndarray, timeout_s: float
+    ) -> list[dict[str, str]]:
         self.start()
         assert self._pool is not None
         future = self._pool.submit(_check_in_helper, spec_json, sample_x, sample_y)

@@ -1,4 +1,5 @@
 """Everything that imports Keras. Only the worker and the spec-check helper process import this package."""
+
 import os
 
 # Set before TensorFlow loads: its C++ start-up chatter would bury the worker's own log.

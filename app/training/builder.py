@@ -1,8 +1,9 @@
 """Turn a validated spec into a compiled Keras model; every refusal names the JSON path at fault."""
+
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import keras
@@ -33,7 +34,7 @@ class SpecError(Exception):
 
 def training_split(n_samples: int, validation_split: float) -> int:
     """How many leading samples Keras trains on (the same formula as `model.fit`)."""
-    return int(math.ceil(n_samples * (1.0 - validation_split)))
+    return math.ceil(n_samples * (1.0 - validation_split))
 
 
 def build_model(spec: TrainingSpec, x_shape: Sequence[int], x_train: np.ndarray) -> keras.Model:
@@ -67,7 +68,9 @@ def _model_from_layers(layer_specs: Sequence[Any], x_shape: tuple[int, ...], nor
             raise SpecError(f"{path}.type", f"{layer_spec.type} layers run code or read server files and are not allowed")
         cls = layer_classes().get(layer_spec.type)
         if cls is None:
-            raise SpecError(f"{path}.type", f"unknown layer type {layer_spec.type!r}: use a class name from keras.layers, e.g. 'Dense'")
+            raise SpecError(
+                f"{path}.type", f"unknown layer type {layer_spec.type!r}: use a class name from keras.layers, e.g. 'Dense'"
+            )
         kwargs = layer_spec.kwargs()
         _refuse_unsafe(path, kwargs)
         declared = next((kwargs.pop(k) for k in INPUT_SHAPE_KWARGS if k in kwargs), None)
@@ -80,7 +83,9 @@ def _model_from_layers(layer_specs: Sequence[Any], x_shape: tuple[int, ...], nor
         try:
             tensor = layer(tensor)
         except Exception as exc:
-            raise SpecError(path, f"{layer_spec.type} cannot take an input of shape {_shape(tensor.shape)}: {clean_error(exc)}") from None
+            raise SpecError(
+                path, f"{layer_spec.type} cannot take an input of shape {_shape(tensor.shape)}: {clean_error(exc)}"
+            ) from None
     return keras.Model(inputs, tensor)
 
 
@@ -109,7 +114,9 @@ def _check_declared_input(path: str, declared: Any, x_shape: tuple[int, ...]) ->
     if len(declared) == len(x_shape) + 1 and declared[0] is None:
         declared = declared[1:]
     if len(declared) != len(x_shape) or any(d is not None and d != x for d, x in zip(declared, x_shape, strict=False)):
-        raise SpecError(path, f"the model expects samples of shape {_shape(declared)} but the dataset's samples have shape {_shape(x_shape)}")
+        raise SpecError(
+            path, f"the model expects samples of shape {_shape(declared)} but the dataset's samples have shape {_shape(x_shape)}"
+        )
 
 
 def _normalizer(kind: str, x_train: np.ndarray) -> keras.layers.Layer:
@@ -128,16 +135,17 @@ def _normalizer(kind: str, x_train: np.ndarray) -> keras.layers.Layer:
 STATS_BLOCK_ROWS = 65_536
 
 
-def _blocks(x: np.ndarray) -> Any:
+def _blocks(x: np.ndarray) -> Iterator[np.ndarray]:
     for start in range(0, len(x), STATS_BLOCK_ROWS):
         yield np.asarray(x[start : start + STATS_BLOCK_ROWS], dtype=np.float64)
 
 
 def _min_and_max(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    low = high = None
-    for block in _blocks(x):
-        low = block.min(axis=0) if low is None else np.minimum(low, block.min(axis=0))
-        high = block.max(axis=0) if high is None else np.maximum(high, block.max(axis=0))
+    blocks = _blocks(x)
+    first = next(blocks)
+    low, high = first.min(axis=0), first.max(axis=0)
+    for block in blocks:
+        low, high = np.minimum(low, block.min(axis=0)), np.maximum(high, block.max(axis=0))
     return low, high
 
 

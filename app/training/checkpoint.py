@@ -1,6 +1,7 @@
 """A job's resumable state after its last checkpointed epoch: the model with its optimizer state
 (one .keras file) and the training position (state.json). Written so a crash at any instant
 leaves either the previous checkpoint or the new one, never a mix."""
+
 import json
 import shutil
 from dataclasses import dataclass

@@ -1,4 +1,5 @@
 """Turn a training exception into the `{type, message, epoch, traceback}` a user reads on a failed job."""
+
 import sys
 import traceback
 from pathlib import Path

@@ -3,6 +3,7 @@
 Keras' own `safe_mode` has been bypassed repeatedly, so every `class_name`/`module` anywhere in a
 submitted config is checked here before Keras deserializes anything.
 """
+
 import inspect
 from functools import cache
 from typing import Any

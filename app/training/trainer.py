@@ -5,6 +5,7 @@ The data order of epoch e is a permutation drawn from (seed, e) alone, not from 
 that has to be replayed, so a run resumed at epoch k sees exactly the batches an uninterrupted
 run would have seen.
 """
+
 import enum
 import math
 import secrets
@@ -157,7 +158,9 @@ def train(
         keras.utils.set_random_seed(seed)
         model = build_model(spec, x.shape[1:], x_train)
         steps_per_epoch = math.ceil(n_train / fit.batch_size)
-        compile_model(model, spec.compile, steps_per_execution=fit.steps_per_execution or min(AUTO_STEPS_PER_EXECUTION, steps_per_epoch))
+        compile_model(
+            model, spec.compile, steps_per_execution=fit.steps_per_execution or min(AUTO_STEPS_PER_EXECUTION, steps_per_epoch)
+        )
         start_epoch = 0
 
     last_checkpoint = time.monotonic()

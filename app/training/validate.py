@@ -1,4 +1,5 @@
 """Submit-time check of a spec against real Keras, run in the spec-check helper process."""
+
 from typing import Any
 
 import keras

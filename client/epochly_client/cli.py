@@ -1,4 +1,5 @@
 """`epochly`: upload data, submit jobs and follow them from a terminal or a script."""
+
 import json
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from epochly_client.client import DEFAULT_URL, Client, EpochlyError
-from epochly_client.models import Job
+from epochly_client.models import Job, JobStatus
 from epochly_client.tutorial import TUTORIAL_JOB
 
 EXIT_FAILED = 1
@@ -156,7 +157,9 @@ def cancel(ctx: typer.Context, job_id: str, as_json: JsonOpt = False) -> None:
     if as_json:
         _print_json(job.raw)
     else:
-        out.print(f"{job.id} {'cancelled' if job.status == 'cancelled' else 'cancelling (stops at the next step boundary)'}")
+        out.print(
+            f"{job.id} {job.status if job.status == JobStatus.CANCELLED else 'cancelling (stops at the next step boundary)'}"
+        )
 
 
 @app.command()
@@ -179,8 +182,13 @@ def _follow(client: Client, job_id: str, as_json: bool) -> int:
     total = client.get(job_id).epochs_total
     final_status = "unknown"
     with Progress(
-        TextColumn("Epoch {task.fields[epoch]}/" + str(total)), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=out, transient=True, disable=as_json or not out.is_terminal,
+        TextColumn("Epoch {task.fields[epoch]}/" + str(total)),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=out,
+        transient=True,
+        disable=as_json or not out.is_terminal,
     ) as bar:
         task = bar.add_task("epoch", total=None, epoch=1)
         for event in client.stream(job_id):
@@ -192,11 +200,12 @@ def _follow(client: Client, job_id: str, as_json: bool) -> int:
                 if not as_json:
                     bar.console.print(epoch.keras_line(total), highlight=False)
                 bar.update(task, completed=0, epoch=epoch.epoch + 1)
-            elif event.type == "status" and not as_json and event.data["status"] in ("failed", "cancelled"):
+            elif event.type == "status" and not as_json and event.data["status"] in (JobStatus.FAILED, JobStatus.CANCELLED):
                 bar.console.print(f"{event.data['status']}: {event.data['message']}", highlight=False)
             elif event.type == "end":
                 final_status = event.data["status"]
-    return {"succeeded": 0, "cancelled": EXIT_CANCELLED}.get(final_status, EXIT_FAILED)
+    exit_codes: dict[str, int] = {JobStatus.SUCCEEDED: 0, JobStatus.CANCELLED: EXIT_CANCELLED}
+    return exit_codes.get(final_status, EXIT_FAILED)
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
 """HTTP client for the Epochly API."""
+
 import time
 from collections.abc import Iterator
 from pathlib import Path

@@ -1,8 +1,21 @@
 """Typed results: thin dataclasses over the API's JSON, keeping the raw dict for anything newer."""
+
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
-TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+
+class JobStatus(StrEnum):
+    """The wire values of a job's status, named as the server names them (app.lifecycle.JobStatus)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
 
 
 @dataclass(frozen=True)
@@ -56,8 +69,15 @@ class Job:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Job":
         return cls(
-            data["id"], data["status"], data["epochs_total"], data["epochs_completed"], data.get("latest"),
-            data.get("error"), data.get("batch"), data.get("batches_per_epoch"), data,
+            data["id"],
+            data["status"],
+            data["epochs_total"],
+            data["epochs_completed"],
+            data.get("latest"),
+            data.get("error"),
+            data.get("batch"),
+            data.get("batches_per_epoch"),
+            data,
         )
 
 

@@ -1,4 +1,5 @@
 """The Keras tutorial's job, as `epochly example` submits it (tests keep it equal to the server's example)."""
+
 from typing import Any
 
 TUTORIAL_JOB: dict[str, Any] = {

@@ -6,6 +6,7 @@ about whose they were.
 Revision ID: 0003
 Revises: 0002
 """
+
 import sqlalchemy as sa
 from alembic import op
 

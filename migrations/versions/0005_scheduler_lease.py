@@ -3,6 +3,7 @@
 Revision ID: 0005
 Revises: 0004
 """
+
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -23,7 +24,9 @@ def upgrade() -> None:
         sa.Column("renewed_at", sa.DateTime(timezone=True), nullable=True),
     )
     # The row exists from the start, so taking the lead is always a conditional UPDATE, never an INSERT race.
-    op.bulk_insert(lease, [{"name": "scheduler", "holder": None, "expires_at": datetime(1970, 1, 1, tzinfo=UTC), "renewed_at": None}])
+    op.bulk_insert(
+        lease, [{"name": "scheduler", "holder": None, "expires_at": datetime(1970, 1, 1, tzinfo=UTC), "renewed_at": None}]
+    )
 
 
 def downgrade() -> None:

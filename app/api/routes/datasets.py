@@ -1,4 +1,5 @@
 """/v1/datasets: upload, list, read and delete datasets, and create the tutorial's example."""
+
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status

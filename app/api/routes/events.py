@@ -6,6 +6,7 @@ has seen, so a reconnect replays exactly what it missed from the database, then 
 Events are written as bytes straight to the response: one job's event goes to every client
 watching it, so the JSON is encoded once (in the hub) and each stream only frames it.
 """
+
 import asyncio
 import json
 from collections.abc import AsyncIterator

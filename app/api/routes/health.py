@@ -1,4 +1,5 @@
 """/health: is the database reachable, is the broker reachable, does a scheduler lead."""
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError

@@ -1,4 +1,5 @@
 """/v1/jobs: submit training jobs and follow them by polling."""
+
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
@@ -84,7 +85,10 @@ def get_job_metrics(job_id: str, owner: OwnerDep, session: SessionDep, after: An
 @router.get(
     "/{job_id}/log",
     response_class=PlainTextResponse,
-    responses={**problems(404), 200: {"content": {"text/plain": {"example": "Epoch 3/20 - 0s - loss: 0.5748 - accuracy: 0.7010\n"}}}},
+    responses={
+        **problems(404),
+        200: {"content": {"text/plain": {"example": "Epoch 3/20 - 0s - loss: 0.5748 - accuracy: 0.7010\n"}}},
+    },
     summary="The training log in Keras' verbose=2 style, one line per finished epoch",
 )
 def get_job_log(job_id: str, owner: OwnerDep, session: SessionDep) -> PlainTextResponse:
