@@ -130,12 +130,16 @@ def claim_next(session: Session, job_id: str, worker: str) -> tuple[str, JobEven
     waiting job, so the broker needs only as many messages as there are queued jobs, whichever they name."""
     if (event := claim(session, job_id, worker)) is not None:
         return job_id, event
-    for candidate in session.scalars(
-        select(Job.id).where(Job.status == JobStatus.QUEUED).order_by(Job.created_at, Job.id).limit(CLAIM_CANDIDATES)
-    ):
+    for candidate in oldest_queued(session, CLAIM_CANDIDATES):
         if (event := claim(session, candidate, worker)) is not None:
             return candidate, event
     return None
+
+
+def oldest_queued(session: Session, limit: int) -> list[str]:
+    """The ids of the jobs that have waited longest: first in line for a worker."""
+    stmt = select(Job.id).where(Job.status == JobStatus.QUEUED).order_by(Job.created_at, Job.id).limit(limit)
+    return list(session.scalars(stmt))
 
 
 def beat(session: Session, job_id: str, worker: str) -> bool:

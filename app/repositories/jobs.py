@@ -42,11 +42,6 @@ def queued_count(session: Session) -> int:
     return int(session.scalar(select(func.count()).select_from(Job).where(Job.status == JobStatus.QUEUED)) or 0)
 
 
-def oldest_queued(session: Session, limit: int) -> list[str]:
-    stmt = select(Job.id).where(Job.status == JobStatus.QUEUED).order_by(Job.created_at, Job.id).limit(limit)
-    return list(session.scalars(stmt))
-
-
 def cancel_requested(session: Session, job_id: str) -> bool:
     return session.scalar(select(Job.cancel_requested_at).where(Job.id == job_id)) is not None
 

@@ -13,6 +13,7 @@ from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import session_scope
+from app.lifecycle import oldest_queued
 from app.queue import enqueue_training, waiting_messages
 from app.repositories import jobs as jobs_repo
 
@@ -38,7 +39,7 @@ class Dispatcher:
         if ring == 0:
             return 0
         with session_scope(session_factory) as session:
-            job_ids = jobs_repo.oldest_queued(session, ring)
+            job_ids = oldest_queued(session, ring)
         for job_id in job_ids:
             enqueue_training(self.celery, job_id)
         log.warning("the broker held %d message(s) for %d queued job(s); sent %d again", queued - deficit, queued, len(job_ids))
