@@ -2,6 +2,7 @@
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -11,6 +12,7 @@ from app.admin import create_api_key
 from app.serve import api_command
 from app.settings import Settings
 from tests.conftest import ROOT, embedded_settings, settings_env, start_scheduler, start_worker
+from tests.integration.servers import PrivateRedis
 
 
 def free_port() -> int:
@@ -81,6 +83,17 @@ def service(backend, tmp_path_factory):
         for role in roles:
             role.stop()
         api.stop()
+
+
+@pytest.fixture
+def private_redis(tmp_path) -> Iterator[PrivateRedis]:
+    """A Redis of the test's own, with no persistence, that the test may stop and start at will."""
+    server = PrivateRedis(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -1,20 +1,15 @@
-"""Private PostgreSQL and Redis servers that a fault test may stop and start at will, on loopback
-ports of their own, so the machine's shared servers (and other tests) are never disturbed."""
-import glob
+"""The private PostgreSQL and Redis servers of bench/servers.py, for tests: a missing server binary
+skips the test, or fails it on CI (CI=true), where every binary is meant to be installed."""
 import os
-import shutil
-import subprocess
-import tempfile
-import time
-from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import free_port
+from bench import servers
+from bench.servers import find_binary
 
 
 def _require(binary: str) -> str:
-    path = shutil.which(binary) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{binary}"))), None)
+    path = find_binary(binary)
     if path is None:
         message = f"{binary} is not installed"
         if os.environ.get("CI", "").lower() == "true":
@@ -23,67 +18,12 @@ def _require(binary: str) -> str:
     return path
 
 
-class PrivateRedis:
-    def __init__(self, workdir: Path) -> None:
-        self.binary = _require("redis-server")
-        self.port = free_port()
-        self.workdir = workdir
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [self.binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no", "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        _wait_port(self.port)
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
+class PrivateRedis(servers.PrivateRedis):
+    require = staticmethod(_require)
 
 
-class PrivatePostgres:
-    """A throwaway cluster run as the `postgres` user (PostgreSQL refuses to run as root)."""
-
-    def __init__(self) -> None:
-        self.initdb = _require("initdb")
-        self.pg_ctl = _require("pg_ctl")
-        self.port = free_port()
-        self.datadir = Path(tempfile.mkdtemp(prefix="epochly-pg-"))
-        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
-        shutil.chown(self.datadir, "postgres", "postgres")
-        self._as_postgres([self.initdb, "-D", str(self.datadir), "-U", "postgres", "--auth=trust", "-E", "UTF8"])
-
-    def _as_postgres(self, command: list[str]) -> None:
-        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        subprocess.run(prefix + command, check=True, capture_output=True)
-
-    def start(self) -> None:
-        options = f"-p {self.port} -k {self.datadir} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._as_postgres([self.pg_ctl, "-D", str(self.datadir), "-o", options, "-l", str(self.datadir / "log"), "-w", "start"])
-
-    def stop(self) -> None:
-        """Fast shutdown: sessions are cut off, as in a real restart."""
-        self._as_postgres([self.pg_ctl, "-D", str(self.datadir), "-m", "fast", "-w", "stop"])
-
-    def remove(self) -> None:
-        try:
-            self.stop()
-        except subprocess.CalledProcessError:
-            pass
-        shutil.rmtree(self.datadir, ignore_errors=True)
+class PrivatePostgres(servers.PrivatePostgres):
+    require = staticmethod(_require)
 
 
-def _wait_port(port: int, timeout_s: float = 15) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on {port}")
+__all__ = ["PrivatePostgres", "PrivateRedis"]

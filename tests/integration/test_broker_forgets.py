@@ -9,7 +9,6 @@ import pytest
 
 from app.settings import Settings
 from tests.conftest import embedded_settings
-from tests.integration.servers import PrivateRedis
 from tests.integration.test_faults import HEARTBEAT_TIMEOUT_S, cluster, wait_for_epoch
 from tests.integration.test_training_e2e import tutorial, wait_until_done
 
@@ -42,19 +41,14 @@ def assert_all_run(http, running: str, waiting: list[str]) -> None:
     assert time.monotonic() - finished_at < RECOVERY_BOUND_S + 30
 
 
-def test_redis_restarted_without_persistence_loses_no_queued_job(tmp_path):
-    redis_server = PrivateRedis(tmp_path)
-    redis_server.start()
-    try:
-        with cluster(tmp_path, broker_url=redis_server.url) as c:
-            c.start_worker()
-            running, waiting = queue_two_behind_a_running_job(c.http)
-            redis_server.stop()
-            redis_server.start()  # empty: --save "" --appendonly no
-            assert_all_run(c.http, running, waiting)
-            assert messages_sent_again(c.scheduler.log_path) == 2
-    finally:
-        redis_server.stop()
+def test_redis_restarted_without_persistence_loses_no_queued_job(tmp_path, private_redis):
+    with cluster(tmp_path, broker_url=private_redis.url) as c:
+        c.start_worker()
+        running, waiting = queue_two_behind_a_running_job(c.http)
+        private_redis.stop()
+        private_redis.start()  # empty: --save "" --appendonly no
+        assert_all_run(c.http, running, waiting)
+        assert messages_sent_again(c.scheduler.log_path) == 2
 
 
 @pytest.mark.parametrize("backend", ["embedded"], indirect=True)

@@ -13,7 +13,7 @@ from app.settings import Settings
 from bench.harness import postgres_database
 from tests.conftest import PG_ADMIN_URL, REDIS_HOST, REDIS_PORT, require_service, start_scheduler, start_worker
 from tests.integration.conftest import ApiServer
-from tests.integration.servers import PrivatePostgres, PrivateRedis
+from tests.integration.servers import PrivatePostgres
 from tests.integration.test_training_e2e import tutorial, wait_until_done
 
 HEARTBEAT_TIMEOUT_S = 3.0
@@ -182,29 +182,24 @@ def test_make_run_restarts_a_worker_that_dies(backend, tmp_path):
         serve.wait(timeout=60)
 
 
-def test_redis_restart_mid_job_and_submits_while_it_is_down(tmp_path):
-    redis_server = PrivateRedis(tmp_path)
-    redis_server.start()
-    try:
-        with cluster(tmp_path, broker_url=redis_server.url) as c:
-            c.start_worker()
-            dataset = c.http.post("/v1/datasets/examples/side-effects").json()
-            job_id = c.http.post("/v1/jobs", json=tutorial(dataset["id"], epochs=40)).json()["id"]
-            wait_for_epoch(c.http, job_id, 3)
-            redis_server.stop()
-            during = c.http.post("/v1/jobs", json=tutorial(dataset["id"], epochs=2))
-            assert during.status_code == 202  # kept in the database, sent once the broker is back
-            assert c.http.get(f"/v1/jobs/{during.json()['id']}").json()["status"] == "queued"
-            wait_for_epoch(c.http, job_id, 8)  # training goes on while the broker is away
-            redis_server.start()
-            assert wait_until_done(c.http, job_id, timeout_s=120)["status"] == "succeeded"
-            assert len(epoch_logs(c.http, job_id)) == 40
-            assert wait_until_done(c.http, during.json()["id"], timeout_s=60)["status"] == "succeeded"
-            after = c.http.post("/v1/jobs", json=tutorial(dataset["id"], epochs=2))
-            assert after.status_code == 202
-            assert wait_until_done(c.http, after.json()["id"], timeout_s=120)["status"] == "succeeded"
-    finally:
-        redis_server.stop()
+def test_redis_restart_mid_job_and_submits_while_it_is_down(tmp_path, private_redis):
+    with cluster(tmp_path, broker_url=private_redis.url) as c:
+        c.start_worker()
+        dataset = c.http.post("/v1/datasets/examples/side-effects").json()
+        job_id = c.http.post("/v1/jobs", json=tutorial(dataset["id"], epochs=40)).json()["id"]
+        wait_for_epoch(c.http, job_id, 3)
+        private_redis.stop()
+        during = c.http.post("/v1/jobs", json=tutorial(dataset["id"], epochs=2))
+        assert during.status_code == 202  # kept in the database, sent once the broker is back
+        assert c.http.get(f"/v1/jobs/{during.json()['id']}").json()["status"] == "queued"
+        wait_for_epoch(c.http, job_id, 8)  # training goes on while the broker is away
+        private_redis.start()
+        assert wait_until_done(c.http, job_id, timeout_s=120)["status"] == "succeeded"
+        assert len(epoch_logs(c.http, job_id)) == 40
+        assert wait_until_done(c.http, during.json()["id"], timeout_s=60)["status"] == "succeeded"
+        after = c.http.post("/v1/jobs", json=tutorial(dataset["id"], epochs=2))
+        assert after.status_code == 202
+        assert wait_until_done(c.http, after.json()["id"], timeout_s=120)["status"] == "succeeded"
 
 
 def test_postgres_restart_mid_job_loses_no_epoch_and_does_not_pause_training(tmp_path):
