@@ -5,10 +5,13 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint bench soak clean
 
+# setuptools' warnings from the editable build say nothing a user can act on; LOG_LEVEL=debug shows them.
+INSTALL_ENV := $(if $(filter debug,$(LOG_LEVEL)),,PYTHONWARNINGS=ignore)
+
 $(STAMP): pyproject.toml client/pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[dev]' -e ./client
+	$(INSTALL_ENV) $(VENV)/bin/pip install --quiet --upgrade pip
+	$(INSTALL_ENV) $(VENV)/bin/pip install --quiet -e '.[dev]' -e ./client
 	touch $(STAMP)
 
 run: $(STAMP)

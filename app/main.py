@@ -8,12 +8,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.api import docs, problems
-from app.api.routes import datasets, events, health, jobs
+from app.api.routes import datasets, events, health, jobs, owner_events, ui
 from app.db import make_engine, make_session_factory
 from app.events.hub import EventHub
 from app.events.publisher import make_publisher
 from app.migrate import upgrade_to_head
 from app.queue import CeleryDoorbell, make_celery
+from app.services.jobs import job_owner_lookup
 from app.services.owners import KeyCache
 from app.services.spec_check import spec_checker
 from app.settings import Settings, get_settings
@@ -46,7 +47,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
-        responses=problems.problems(401, 413, 422),
+        # Any request may be too large or meet a database outage; 401 and 422 go where they apply (problems.py).
+        responses=problems.problems(413, 503),
+        # Operation ids are the route functions' names (get_job), so generated clients read well.
+        generate_unique_id_function=lambda route: route.name,
         # JSON bodies (job specs) are small; the upload route sets its own, larger ceiling.
         max_body_size=settings.max_request_bytes,
     )
@@ -55,7 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.session_factory = make_session_factory(
         engine, publisher=make_publisher(settings), doorbell=CeleryDoorbell(app.state.celery)
     )
-    app.state.hub = EventHub()
+    app.state.hub = EventHub(owner_of=job_owner_lookup(app.state.session_factory))
     app.state.key_cache = KeyCache()
     problems.install(app)
     docs.install(app)
@@ -63,4 +67,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(datasets.router)
     app.include_router(jobs.router)
     app.include_router(events.router)
+    app.include_router(owner_events.router)
+    ui.install(app)
     return app

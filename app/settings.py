@@ -2,6 +2,7 @@
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -15,6 +16,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./var")
     host: str = "127.0.0.1"
     port: int = 8000
+    # `make run`'s console: below debug it hides what a user cannot act on (TensorFlow's C++ log
+    # lines, setuptools' and Celery's warnings); debug shows everything.
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
     # How long a submit waits for the Keras spec check before answering 503.
     spec_check_timeout_s: float = 120.0
     max_upload_bytes: int = 2 * 1024**3

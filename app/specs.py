@@ -43,7 +43,17 @@ class ModelSpec(BaseModel):
 
     layers: list[LayerSpec] | None = Field(default=None, min_length=1, max_length=500)
     keras_json: dict[str, Any] | None = Field(
-        default=None, description="The output of `model.to_json()`, as a string or as parsed JSON."
+        default=None,
+        description="The output of `model.to_json()`, as a string or as parsed JSON.",
+        # A string is parsed into the object before validation (below), so the Python type stays a
+        # dict while the schema names both forms the API accepts.
+        json_schema_extra={
+            "anyOf": [
+                {"type": "string", "contentMediaType": "application/json"},
+                {"type": "object", "additionalProperties": True},
+                {"type": "null"},
+            ]
+        },
     )
 
     @field_validator("keras_json", mode="before")

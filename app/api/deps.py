@@ -4,13 +4,14 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from celery import Celery
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import session_scope
 from app.errors import Unauthorized
 from app.models import Owner
+from app.repositories.pagination import CURSOR_DESCRIPTION, CURSOR_PATTERN
 from app.services import owners as owner_service
 from app.settings import Settings
 
@@ -66,3 +67,4 @@ SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 CeleryDep = Annotated[Celery, Depends(get_celery)]
 OwnerDep = Annotated[Owner, Depends(current_owner, scope="function")]
+CursorQuery = Annotated[str | None, Query(pattern=CURSOR_PATTERN, description=CURSOR_DESCRIPTION)]

@@ -1,11 +1,13 @@
-"""Per-API-process fan-out: one subscription to all job events, one queue per open stream."""
+"""Per-API-process fan-out: one subscription to all job events, one queue per open stream, for one
+job's stream or for an owner's stream of all their jobs."""
 
 import asyncio
 import contextlib
 import json
 import logging
 import socket
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -17,6 +19,8 @@ log = logging.getLogger("epochly.events")
 STREAM_QUEUE_SIZE = 256
 # Routing fields of a bus message that clients do not see.
 PRIVATE_FIELDS = frozenset({"type", "job_id", "seq"})
+# Jobs whose owner is remembered: a job's owner never changes, so the cache is only ever trimmed.
+OWNER_CACHE_SIZE = 10_000
 
 
 def encoded_data(message: dict[str, Any]) -> bytes:
@@ -29,9 +33,26 @@ def encoded_data(message: dict[str, Any]) -> bytes:
     return data
 
 
+def owner_encoded_data(message: dict[str, Any]) -> bytes:
+    """As encoded_data, plus the job id: an owner's stream carries many jobs."""
+    data = message.get("_owner_encoded")
+    if data is None:
+        data = b'{"job_id": ' + json.dumps(message["job_id"]).encode() + b", " + encoded_data(message)[1:]
+        message["_owner_encoded"] = data
+    return data
+
+
 class EventHub:
-    def __init__(self) -> None:
+    def __init__(self, owner_of: Callable[[str], str | None] | None = None) -> None:
+        """owner_of(job_id) reads a job's owner (a blocking database read, run in a thread); without it
+        owner streams receive nothing."""
         self._subscribers: dict[str, set[asyncio.Queue[dict[str, Any]]]] = defaultdict(set)
+        self._owner_subscribers: dict[str, set[asyncio.Queue[dict[str, Any]]]] = defaultdict(set)
+        self._owner_of = owner_of
+        self._job_owner: OrderedDict[str, str] = OrderedDict()
+        # Messages of jobs whose owner is being looked up, kept in order until it is known.
+        self._awaiting_owner: dict[str, list[dict[str, Any]]] = {}
+        self._lookups: set[asyncio.Task[None]] = set()
         # The latest in-epoch progress of each running job, for GET /v1/jobs/{id}.
         self.progress: dict[str, dict[str, Any]] = {}
 
@@ -47,6 +68,49 @@ class EventHub:
             if not subscribers:
                 del self._subscribers[job_id]
 
+    def subscribe_owner(self, owner_id: str) -> asyncio.Queue[dict[str, Any]]:
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(STREAM_QUEUE_SIZE)
+        self._owner_subscribers[owner_id].add(queue)
+        return queue
+
+    def unsubscribe_owner(self, owner_id: str, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        subscribers = self._owner_subscribers.get(owner_id)
+        if subscribers is not None:
+            subscribers.discard(queue)
+            if not subscribers:
+                del self._owner_subscribers[owner_id]
+
+    def _dispatch_to_owner(self, message: dict[str, Any]) -> None:
+        if not self._owner_subscribers or self._owner_of is None:
+            return
+        job_id = message["job_id"]
+        owner_id = self._job_owner.get(job_id)
+        if owner_id is not None:
+            _offer(self._owner_subscribers.get(owner_id, ()), message)
+        elif (waiting := self._awaiting_owner.get(job_id)) is not None:
+            waiting.append(message)
+        else:
+            self._awaiting_owner[job_id] = [message]
+            task = asyncio.get_running_loop().create_task(self._look_up_owner(job_id))
+            self._lookups.add(task)
+            task.add_done_callback(self._lookups.discard)
+
+    async def _look_up_owner(self, job_id: str) -> None:
+        assert self._owner_of is not None
+        owner_id = None
+        try:
+            owner_id = await asyncio.to_thread(self._owner_of, job_id)
+        except Exception as exc:  # the database is away: these messages are lost, owner streams catch up by re-listing
+            log.warning("could not look up the owner of %s (%s)", job_id, exc)
+        messages = self._awaiting_owner.pop(job_id, [])
+        if owner_id is None:
+            return
+        self._job_owner[job_id] = owner_id
+        if len(self._job_owner) > OWNER_CACHE_SIZE:
+            self._job_owner.popitem(last=False)
+        for message in messages:
+            _offer(self._owner_subscribers.get(owner_id, ()), message)
+
     def dispatch(self, message: dict[str, Any]) -> None:
         job_id = message["job_id"]
         if message.get("type") == "progress":
@@ -54,10 +118,8 @@ class EventHub:
         elif message.get("type") in ("status", "epoch"):
             # A new epoch or status makes the last in-epoch position stale.
             self.progress.pop(job_id, None)
-        for queue in self._subscribers.get(job_id, ()):
-            # A full queue is a slow client: its stream re-reads the database when it next looks.
-            with contextlib.suppress(asyncio.QueueFull):
-                queue.put_nowait(message)
+        _offer(self._subscribers.get(job_id, ()), message)
+        self._dispatch_to_owner(message)
 
     async def run(self, settings: Settings) -> None:
         if uses_redis(settings):
@@ -99,3 +161,10 @@ class EventHub:
             sock.close()
             with contextlib.suppress(OSError):
                 path.unlink()
+
+
+def _offer(queues: Iterable[asyncio.Queue[dict[str, Any]]], message: dict[str, Any]) -> None:
+    for queue in queues:
+        # A full queue is a slow client: its stream re-reads the database when it next looks.
+        with contextlib.suppress(asyncio.QueueFull):
+            queue.put_nowait(message)

@@ -22,6 +22,10 @@ def get_owned(session: Session, owner_id: str, job_id: str) -> Job | None:
     return session.scalar(select(Job).where(Job.id == job_id, Job.owner_id == owner_id))
 
 
+def owner_of(session: Session, job_id: str) -> str | None:
+    return session.scalar(select(Job.owner_id).where(Job.id == job_id))
+
+
 def owned_status(session: Session, owner_id: str, job_id: str) -> str | None:
     return session.scalar(select(Job.status).where(Job.id == job_id, Job.owner_id == owner_id))
 

@@ -1,9 +1,8 @@
-"""Keyset pagination, newest first, with an opaque cursor: stable while rows are being added."""
+"""Keyset pagination, newest first, with a cursor that names the last row seen: stable while rows are being added."""
 
-import base64
-import json
+import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Select, and_, or_
@@ -13,6 +12,17 @@ from app.errors import InvalidCursor
 
 T = TypeVar("T")
 
+# "<created_at in microseconds since 1970-01-01 UTC>.<id>" of the last row of the previous page.
+# Every string of this shape is a valid position (16 digits reach the year 2286), so a client's
+# schema check and the service agree on which cursors are accepted.
+CURSOR_PATTERN = r"^[0-9]{1,16}\.[a-z]{1,10}_[0-9a-f]{32}$"
+CURSOR_DESCRIPTION = (
+    "`next_cursor` from the previous page: `<created_at in microseconds since 1970-01-01 UTC>.<id>` "
+    "of that page's last item, e.g. `1795608000000000.job_0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f`"
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
 
 @dataclass
 class Page(Generic[T]):
@@ -21,17 +31,14 @@ class Page(Generic[T]):
 
 
 def encode_cursor(created_at: datetime, row_id: str) -> str:
-    raw = json.dumps([created_at.isoformat(), row_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return f"{(created_at - _EPOCH) // _MICROSECOND}.{row_id}"
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, row_id = json.loads(raw)
-        return datetime.fromisoformat(created_at), str(row_id)
-    except (ValueError, TypeError):
-        raise InvalidCursor("cursor is not one this service issued; pass next_cursor from a previous page") from None
+    if not re.fullmatch(CURSOR_PATTERN, cursor):
+        raise InvalidCursor("cursor is not one this service issued; pass next_cursor from a previous page")
+    micros, row_id = cursor.split(".", 1)
+    return _EPOCH + int(micros) * _MICROSECOND, row_id
 
 
 def newest_first(session: Session, stmt: Select[Any], model: Any, cursor: str | None, limit: int) -> Page[Any]:

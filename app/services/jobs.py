@@ -1,5 +1,6 @@
 """Submitting jobs, reading their state, metrics, log and trained model."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,6 +88,16 @@ def get_job(session: Session, job_id: str, *, owner_id: str) -> Job:
     if job is None:
         raise JobNotFound(f"no job with id {job_id!r}")
     return job
+
+
+def job_owner_lookup(session_factory: sessionmaker[Session]) -> Callable[[str], str | None]:
+    """Who owns a job, for routing its live events to the owner's streams (None if it is gone)."""
+
+    def owner_of(job_id: str) -> str | None:
+        with session_scope(session_factory) as session:
+            return jobs_repo.owner_of(session, job_id)
+
+    return owner_of
 
 
 def list_jobs(session: Session, *, owner_id: str, status: str | None, cursor: str | None, limit: int) -> Page[Job]:

@@ -1,10 +1,10 @@
 """/v1/datasets: upload, list, read and delete datasets, and create the tutorial's example."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
 
-from app.api.deps import OwnerDep, SessionDep, SettingsDep
+from app.api.deps import CursorQuery, OwnerDep, SessionDep, SettingsDep
 from app.api.problems import problems
 from app.api.schemas import DatasetPage, DatasetRead
 from app.models import Dataset
@@ -14,13 +14,24 @@ router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 # The transport ceiling for uploads; the deployment's own cap (MAX_UPLOAD_BYTES) is enforced while
 # the file streams to disk, so an oversized upload fails without ever being held in memory.
 UPLOAD_BODY_CEILING = 1024**4
+# The new dataset's id feeds every operation that takes one (OpenAPI links; operation ids are route names).
+CREATED: dict[int | str, dict[str, Any]] = {
+    201: {
+        "description": "The stored dataset",
+        "headers": {"Location": {"description": "The new dataset's URL", "schema": {"type": "string"}}},
+        "links": {
+            operation: {"operationId": operation, "parameters": {"dataset_id": "$response.body#/id"}}
+            for operation in ("get_dataset", "delete_dataset")
+        },
+    }
+}
 
 
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=DatasetRead,
-    responses=problems(413),
+    responses={**problems(413), **CREATED},
     max_body_size=UPLOAD_BODY_CEILING,
     summary="Upload a dataset (CSV with a header row, or .npz with arrays x and y)",
 )
@@ -45,6 +56,7 @@ def create_dataset(
     "/examples/side-effects",
     status_code=status.HTTP_201_CREATED,
     response_model=DatasetRead,
+    responses=CREATED,
     summary="Create the Keras tutorial's side-effects dataset (2100 samples, seeded)",
 )
 def create_side_effects_dataset(owner: OwnerDep, session: SessionDep, settings: SettingsDep, response: Response) -> Dataset:
@@ -58,7 +70,7 @@ def create_side_effects_dataset(owner: OwnerDep, session: SessionDep, settings: 
 def list_datasets(
     owner: OwnerDep,
     session: SessionDep,
-    cursor: Annotated[str | None, Query(description="next_cursor from the previous page")] = None,
+    cursor: CursorQuery = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> DatasetPage:
     page = dataset_service.list_datasets(session, owner_id=owner.id, cursor=cursor, limit=limit)

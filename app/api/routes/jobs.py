@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import FileResponse, PlainTextResponse
 
-from app.api.deps import OwnerDep, SessionDep, SessionFactoryDep, SettingsDep
+from app.api.deps import CursorQuery, OwnerDep, SessionDep, SessionFactoryDep, SettingsDep
 from app.api.problems import problems
 from app.api.schemas import EpochRead, JobPage, JobRead, MetricsRead
 from app.lifecycle import JobStatus
@@ -14,13 +14,25 @@ from app.services import jobs as job_service
 from app.specs import JobCreate
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+JOB_ID_OPERATIONS = ("get_job", "cancel_job", "get_job_metrics", "get_job_log", "get_job_model", "stream_job_events")
 
 
 @router.post(
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobRead,
-    responses=problems(429),
+    responses={
+        **problems(429),
+        202: {
+            "description": "The job, queued",
+            "headers": {"Location": {"description": "The new job's URL", "schema": {"type": "string"}}},
+            # The new job's id feeds every operation that takes one (operation ids are route names).
+            "links": {
+                operation: {"operationId": operation, "parameters": {"job_id": "$response.body#/id"}}
+                for operation in JOB_ID_OPERATIONS
+            },
+        },
+    },
     summary="Submit a training job",
     description="The job is queued once it is stored, even while the broker is away: the scheduler sends it then.",
 )
@@ -37,7 +49,7 @@ def list_jobs(
     owner: OwnerDep,
     session: SessionDep,
     status_filter: Annotated[JobStatus | None, Query(alias="status")] = None,
-    cursor: Annotated[str | None, Query(description="next_cursor from the previous page")] = None,
+    cursor: CursorQuery = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> JobPage:
     page = job_service.list_jobs(session, owner_id=owner.id, status=status_filter, cursor=cursor, limit=limit)
@@ -99,7 +111,13 @@ def get_job_log(job_id: str, owner: OwnerDep, session: SessionDep) -> PlainTextR
 @router.get(
     "/{job_id}/model",
     response_class=FileResponse,
-    responses={**problems(404), 200: {"content": {"application/octet-stream": {}}, "description": "A .keras file"}},
+    responses={
+        **problems(404),
+        200: {
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+            "description": "A .keras file",
+        },
+    },
     summary="Download the trained model as a .keras file (404 until the job has succeeded)",
 )
 def get_job_model(job_id: str, owner: OwnerDep, session: SessionDep) -> FileResponse:

@@ -1,0 +1,61 @@
+"""GET /v1/events: one Server-Sent Events stream of all the caller's jobs, for lists and dashboards.
+
+It carries the live `status`, `epoch` and `progress` events of every job the caller owns, each with
+its `job_id`. It does not replay: a client lists its jobs once the stream is open (a `ready` event
+says when), and again after a reconnect. One job's full, resumable history is on
+/v1/jobs/{id}/events.
+"""
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from app.api.deps import OwnerDep
+from app.api.routes.events import KEEPALIVE, RETRY_MS, EventStream
+from app.events.hub import owner_encoded_data
+
+router = APIRouter(prefix="/v1", tags=["jobs"])
+
+# An idle owner stream gets a keep-alive comment this often, so proxies don't cut it.
+KEEPALIVE_S = 15.0
+EVENT_TYPES = frozenset({"status", "epoch", "progress"})
+
+
+@router.get(
+    "/events",
+    response_class=EventStream,
+    responses={
+        200: {
+            "description": "A `ready` event once subscribed, then `status`, `epoch` and `progress` events of all the "
+            "caller's jobs, each with `job_id`; comments keep idle streams alive.",
+            "content": {
+                "text/event-stream": {
+                    "example": 'event: epoch\ndata: {"job_id": "job_0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f", "epoch": 3, '
+                    '"logs": {"loss": 0.5748, "accuracy": 0.701}, "duration_s": 0.4, "finished_at": "2026-11-25T12:00:03Z"}\n\n'
+                }
+            },
+        },
+    },
+    summary="Stream the status changes, epochs and progress of all your jobs as Server-Sent Events",
+)
+async def stream_owner_events(owner: OwnerDep, request: Request) -> EventStream:
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return EventStream(_events(request.app.state, owner.id), headers=headers)
+
+
+async def _events(state: Any, owner_id: str) -> AsyncIterator[bytes]:
+    queue = state.hub.subscribe_owner(owner_id)
+    try:
+        yield f"retry: {RETRY_MS}\nevent: ready\ndata: {{}}\n\n".encode()
+        while True:
+            try:
+                message = await asyncio.wait_for(queue.get(), timeout=KEEPALIVE_S)
+            except TimeoutError:
+                yield KEEPALIVE
+                continue
+            if message["type"] in EVENT_TYPES:
+                yield b"event: " + message["type"].encode() + b"\ndata: " + owner_encoded_data(message) + b"\n\n"
+    finally:
+        state.hub.unsubscribe_owner(owner_id, queue)

@@ -1,0 +1,730 @@
+// The /ui dashboard: plain browser JavaScript over the /v1 API, no build step.
+// The API key lives in sessionStorage and travels only in the Authorization header: streams are
+// read with fetch() rather than EventSource, which cannot send headers.
+"use strict";
+
+const KEY = "epochly.api_key";
+const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
+const ACTIVE = new Set(["queued", "running"]);
+// Fallback re-list while the live stream is down, and a slow catch-up while it is up (a stream
+// may drop events under load; the list is the record).
+const FALLBACK_POLL_MS = 15000;
+const CATCH_UP_MS = 60000;
+const COLORS = ["#2f6fed", "#e8590c", "#12805c", "#c2255c", "#7048e8", "#0c8599", "#d9480f", "#5c940d", "#862e9c", "#495057"];
+
+const $ = (sel, root = document) => root.querySelector(sel);
+const main = () => document.getElementById("main");
+
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "class") el.className = v;
+    else if (k === "dataset") Object.assign(el.dataset, v);
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) if (c !== null && c !== undefined && c !== false) el.append(c instanceof Node ? c : String(c));
+  return el;
+}
+
+// ---- key and API -----------------------------------------------------------------------------
+
+const apiKey = () => sessionStorage.getItem(KEY);
+
+function toLogin() {
+  sessionStorage.removeItem(KEY);
+  const next = location.pathname === "/ui/login" ? "/ui" : location.pathname + location.search;
+  location.replace("/ui/login?next=" + encodeURIComponent(next));
+}
+
+class ApiError extends Error {
+  constructor(status, problem) {
+    super((problem && (problem.detail || problem.title)) || `HTTP ${status}`);
+    this.status = status;
+    this.problem = problem || {};
+  }
+}
+
+async function api(method, path, { json, form, raw } = {}) {
+  const headers = { Authorization: "Bearer " + apiKey() };
+  let body;
+  if (json !== undefined) { headers["Content-Type"] = "application/json"; body = JSON.stringify(json); }
+  if (form) body = form;
+  const res = await fetch(path, { method, headers, body, cache: "no-store" });
+  if (res.status === 401) { toLogin(); throw new ApiError(401); }
+  if (raw && res.ok) return res;
+  if (!res.ok) {
+    let problem = null;
+    try { problem = await res.json(); } catch { /* not problem+json: the status says enough */ }
+    throw new ApiError(res.status, problem);
+  }
+  const type = res.headers.get("content-type") || "";
+  return type.includes("json") ? res.json() : res.text();
+}
+
+// Server-Sent Events over fetch(): sends the key as a header and, on reconnect, Last-Event-ID.
+function stream(path, { onEvent, onOpen, onDrop, onEnd }) {
+  let lastId = null, stopped = false, controller = null, retryMs = 1000;
+  const dispatch = (block) => {
+    let event = "message", data = "";
+    for (const line of block.split("\n")) {
+      if (!line || line.startsWith(":")) continue;
+      const i = line.indexOf(":");
+      const field = i < 0 ? line : line.slice(0, i);
+      const value = i < 0 ? "" : line.slice(i + 1).replace(/^ /, "");
+      if (field === "event") event = value;
+      else if (field === "data") data += (data ? "\n" : "") + value;
+      else if (field === "id") lastId = value;
+      else if (field === "retry" && /^\d+$/.test(value)) retryMs = Number(value);
+    }
+    if (!data && event === "message") return;
+    if (event === "end") { stopped = true; onEnd && onEnd(JSON.parse(data)); return; }
+    onEvent(event, data ? JSON.parse(data) : {});
+  };
+  (async () => {
+    while (!stopped) {
+      controller = new AbortController();
+      try {
+        const headers = { Authorization: "Bearer " + apiKey(), Accept: "text/event-stream" };
+        if (lastId) headers["Last-Event-ID"] = lastId;
+        const res = await fetch(path, { headers, signal: controller.signal, cache: "no-store" });
+        if (res.status === 401) { toLogin(); return; }
+        if (!res.ok) throw new ApiError(res.status);
+        onOpen && onOpen();
+        const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buffer = "";
+        while (!stopped) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buffer += value.replace(/\r\n?/g, "\n");
+          let cut;
+          while ((cut = buffer.indexOf("\n\n")) >= 0) {
+            const block = buffer.slice(0, cut);
+            buffer = buffer.slice(cut + 2);
+            dispatch(block);
+          }
+        }
+        if (stopped) controller.abort();
+      } catch (err) {
+        if (err instanceof ApiError && err.status === 404) { stopped = true; return; }
+      }
+      if (stopped) return;
+      onDrop && onDrop();
+      await new Promise((r) => setTimeout(r, retryMs));
+    }
+  })();
+  return { close() { stopped = true; controller && controller.abort(); } };
+}
+
+function setLive(on, text) {
+  const el = document.getElementById("live");
+  el.hidden = false;
+  el.classList.toggle("on", on);
+  el.textContent = text || (on ? "live" : "reconnecting…");
+}
+
+// ---- formatting ------------------------------------------------------------------------------
+
+const fmt = (v, digits = 4) => (typeof v === "number" && isFinite(v) ? v.toFixed(digits) : "—");
+function age(iso) {
+  const s = Math.max(0, (Date.now() - Date.parse(iso)) / 1000);
+  if (s < 60) return `${Math.floor(s)}s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h ago`;
+  return `${Math.floor(s / 86400)}d ago`;
+}
+const when = (iso) => (iso ? new Date(iso).toLocaleString() : "—");
+const badge = (status) => h("span", { class: "badge " + status }, status);
+function bar(fraction, sub) {
+  const pct = Math.max(0, Math.min(1, fraction || 0)) * 100;
+  return h("div", { class: "bar" + (sub ? " sub" : "") }, h("span", { style: `width:${pct.toFixed(1)}%` }));
+}
+function bytes(n) {
+  const units = ["B", "KB", "MB", "GB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
+}
+// Keras' verbose=2 line, ordered as the server's /log orders it: loss first, val_ last.
+function kerasLine(row, total) {
+  const keys = Object.keys(row.logs).sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+  const values = keys.map((k) => `${k}: ${fmt(row.logs[k])}`).join(" - ");
+  return `Epoch ${row.epoch}/${total} - ${Math.round(row.duration_s)}s - ${values}`;
+}
+const rank = (k) => (k === "loss" ? 0 : k.startsWith("val_") ? 2 : 1);
+// Metric names grouped with their val_ twins: ["loss", "accuracy", …].
+function baseMetrics(keys) {
+  const bases = [];
+  for (const k of keys) {
+    const base = k.startsWith("val_") ? k.slice(4) : k;
+    if (!bases.includes(base)) bases.push(base);
+  }
+  return bases.sort((a, b) => rank(a) - rank(b));
+}
+
+// JSON for the editor: anything that fits on a line stays on one (a layer, a shape).
+function pretty(value, indent = "") {
+  const flat = JSON.stringify(value);
+  if (value === null || typeof value !== "object" || flat.length + indent.length <= 72) return flat;
+  const inner = indent + "  ";
+  const items = Array.isArray(value) ? value.map((v) => inner + pretty(v, inner))
+    : Object.entries(value).map(([k, v]) => `${inner}${JSON.stringify(k)}: ${pretty(v, inner)}`);
+  const [open, close] = Array.isArray(value) ? ["[", "]"] : ["{", "}"];
+  return `${open}\n${items.join(",\n")}\n${indent}${close}`;
+}
+
+function notFound(what) {
+  main().replaceChildren(h("div", { class: "panel notice", id: "not-found" },
+    h("h1", {}, "Not found"),
+    h("p", { class: "muted" }, what),
+    h("a", { class: "btn", href: "/ui" }, "Back to jobs")));
+  document.title = "Not found · Epochly";
+}
+
+function showError(err) {
+  main().replaceChildren(h("div", { class: "panel notice" }, h("h1", {}, "Something went wrong"), h("p", { class: "muted" }, err.message)));
+}
+
+// ---- charts ----------------------------------------------------------------------------------
+
+// One uPlot chart whose data grows in place. setData keeps hidden series and, once the user has
+// zoomed (drag to zoom, double-click to reset), the zoom: new epochs never reset the view.
+class LiveChart {
+  constructor(container, title, series) {
+    this.container = container;
+    this.zoomed = false;
+    this.epochs = 0;
+    container.dataset.epochs = "0";
+    const target = h("div");
+    container.append(h("h2", {}, title), target);
+    const width = () => Math.max(280, target.clientWidth);
+    const opts = {
+      width: width(),
+      height: 240,
+      scales: { x: { time: false } },
+      cursor: { drag: { x: true, y: false } },
+      axes: [{ label: "epoch", grid: { stroke: "#eef0f3" }, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000] }, { grid: { stroke: "#eef0f3" }, size: 60 }],
+      series: [{ label: "epoch" }, ...series.map((s) => ({ label: s.label, stroke: s.color, width: 2, dash: s.dash, spanGaps: true, points: { size: 4 } }))],
+      hooks: { setSelect: [(u) => { if (u.select.width > 4) this.zoomed = true; }] },
+    };
+    this.plot = new uPlot(opts, [[], ...series.map(() => [])], target);
+    this.plot.over.addEventListener("dblclick", () => { this.zoomed = false; });
+    this.resize = () => this.plot.setSize({ width: width(), height: 240 });
+    window.addEventListener("resize", this.resize);
+  }
+  set(data, epochs) {
+    this.plot.setData(data, !this.zoomed);
+    this.epochs = epochs;
+    this.container.dataset.epochs = String(epochs);
+  }
+}
+
+// Coalesces many updates into one redraw per animation frame (a replayed history arrives at once).
+function frameScheduler(draw) {
+  let pending = false;
+  return () => {
+    if (pending) return;
+    pending = true;
+    requestAnimationFrame(() => { pending = false; draw(); });
+  };
+}
+
+// ---- pages -----------------------------------------------------------------------------------
+
+function loginPage() {
+  const params = new URLSearchParams(location.search);
+  const error = h("div", { class: "field-error", id: "login-error" });
+  const input = h("input", { type: "password", name: "api_key", id: "api_key", placeholder: "ek_…", autocomplete: "off", required: true });
+  const form = h("form", { class: "panel login", onsubmit: async (e) => {
+    e.preventDefault();
+    error.textContent = "";
+    const key = input.value.trim();
+    const res = await fetch("/v1/jobs?limit=1", { headers: { Authorization: "Bearer " + key }, cache: "no-store" });
+    if (res.status === 401) { error.textContent = "That API key is not valid."; input.focus(); return; }
+    if (!res.ok) { error.textContent = `The API answered ${res.status}.`; return; }
+    sessionStorage.setItem(KEY, key);
+    const next = params.get("next");
+    location.assign(next && next.startsWith("/ui") ? next : "/ui");
+  } },
+    h("h1", {}, "Log in"),
+    h("p", { class: "muted" }, "Use an Epochly API key. It is kept in this tab only."),
+    h("div", { class: "field" }, h("label", { for: "api_key" }, "API key"), input, error,
+      h("div", { class: "hint" }, "Create one with ", h("code", {}, "epochly keys create --owner NAME"), "; ", h("code", {}, "make run"), " saves one in ", h("code", {}, "var/local-api-key"), ".")),
+    h("button", { class: "btn primary", type: "submit" }, "Log in"));
+  main().replaceChildren(form);
+  input.focus();
+}
+
+function jobsPage() {
+  document.title = "Jobs · Epochly";
+  const jobs = new Map();
+  const rows = new Map();
+  const selected = new Set();
+  const tbody = h("tbody");
+  const compareBtn = h("a", { class: "btn disabled", id: "compare-selected", href: "#" }, "Compare selected");
+  const empty = h("div", { class: "empty", hidden: true }, "No jobs yet. ", h("a", { href: "/ui/new" }, "Submit the tutorial"), ".");
+  main().replaceChildren(
+    h("div", { class: "pagehead" }, h("h1", {}, "Jobs"), h("span", { class: "spacer" }), compareBtn, h("a", { class: "btn primary", href: "/ui/new" }, "New job")),
+    h("div", { class: "panel flush" },
+      h("table", { id: "jobs" },
+        h("thead", {}, h("tr", {}, h("th", {}, ""), h("th", {}, "Name"), h("th", {}, "Status"), h("th", {}, "Epoch"),
+          h("th", { class: "num" }, "Loss"), h("th", { class: "num" }, "Accuracy"), h("th", {}, "Age"))),
+        tbody),
+      empty));
+
+  const updateCompare = () => {
+    const ok = selected.size >= 2 && selected.size <= 10;
+    compareBtn.classList.toggle("disabled", !ok);
+    compareBtn.href = ok ? "/ui/compare?jobs=" + [...selected].join(",") : "#";
+    compareBtn.textContent = selected.size ? `Compare selected (${selected.size})` : "Compare selected";
+  };
+
+  const render = (job) => {
+    let tr = rows.get(job.id);
+    if (!tr) {
+      const box = h("input", { type: "checkbox", "aria-label": "select for compare", onchange: () => {
+        box.checked ? selected.add(job.id) : selected.delete(job.id);
+        updateCompare();
+      } });
+      tr = h("tr", {}, h("td", {}, box), h("td"), h("td"), h("td"), h("td", { class: "num" }), h("td", { class: "num" }), h("td", { class: "muted" }));
+      rows.set(job.id, tr);
+    }
+    tr.dataset.jobId = job.id;
+    tr.dataset.status = job.status;
+    const [, name, status, epoch, loss, acc, ageCell] = tr.children;
+    name.replaceChildren(h("a", { href: "/ui/jobs/" + job.id }, job.name || job.id), h("div", { class: "muted small mono" }, job.id));
+    status.replaceChildren(badge(job.status));
+    const running = job.status === "running" && job.batches_per_epoch;
+    epoch.replaceChildren(h("div", { class: "epochcell" },
+      h("span", { class: "k" }, `${job.epochs_completed}/${job.epochs_total}`),
+      bar(job.epochs_total ? job.epochs_completed / job.epochs_total : 0),
+      running ? bar(job.batch / job.batches_per_epoch, true) : null));
+    loss.textContent = fmt(job.latest && job.latest.loss);
+    acc.textContent = fmt(job.latest && job.latest.accuracy);
+    ageCell.textContent = age(job.created_at);
+    ageCell.title = when(job.created_at);
+  };
+
+  const renderAll = () => {
+    const ordered = [...jobs.values()].sort((a, b) => b.created_at.localeCompare(a.created_at));
+    ordered.forEach(render);
+    tbody.replaceChildren(...ordered.map((j) => rows.get(j.id)));
+    empty.hidden = ordered.length > 0;
+  };
+
+  let loading = null;
+  const load = () => (loading ??= api("GET", "/v1/jobs?limit=200").then((page) => {
+    jobs.clear();
+    for (const j of page.items) jobs.set(j.id, j);
+    renderAll();
+  }).catch(() => {}).finally(() => { loading = null; }));
+
+  let poll = null;
+  stream("/v1/events", {
+    onEvent(type, e) {
+      if (type === "ready") { setLive(true); clearInterval(poll); poll = null; load(); return; }
+      const job = jobs.get(e.job_id);
+      if (!job) { load(); return; }  // a job submitted elsewhere
+      if (type === "status") {
+        job.status = e.status;
+        if (e.status !== "running") job.batch = job.batches_per_epoch = null;
+      } else if (type === "epoch") {
+        job.epochs_completed = Math.max(job.epochs_completed, e.epoch);
+        job.latest = e.logs;
+        job.batch = null;
+      } else if (type === "progress") {
+        job.batch = e.batch;
+        job.batches_per_epoch = e.batches;
+      }
+      render(job);
+    },
+    onDrop() { setLive(false); if (!poll) poll = setInterval(load, FALLBACK_POLL_MS); },
+  });
+  setInterval(load, CATCH_UP_MS);
+  setInterval(() => jobs.forEach((j) => { const tr = rows.get(j.id); if (tr) tr.lastElementChild.textContent = age(j.created_at); }), 10000);
+  load();
+}
+
+async function jobPage(jobId) {
+  let job;
+  try {
+    job = await api("GET", "/v1/jobs/" + encodeURIComponent(jobId));
+  } catch (err) {
+    if (err.status === 404) return notFound(`There is no job with id ${jobId}.`);
+    return showError(err);
+  }
+  document.title = `${job.name || job.id} · Epochly`;
+
+  const statusEl = h("span");
+  const cancelBtn = h("button", { class: "btn danger", id: "cancel", onclick: async () => {
+    if (!confirm("Cancel this job? A running job stops at the next step and keeps its finished epochs.")) return;
+    cancelBtn.disabled = true;
+    try { Object.assign(job, await api("POST", `/v1/jobs/${job.id}/cancel`)); } catch (err) { alert(err.message); }
+    refresh();
+  } }, "Cancel");
+  const download = h("a", { class: "btn", id: "download", href: `/v1/jobs/${job.id}/model`, download: `${job.id}.keras`, onclick: async (e) => {
+    e.preventDefault();
+    const res = await api("GET", `/v1/jobs/${job.id}/model`, { raw: true });
+    const url = URL.createObjectURL(await res.blob());
+    const a = h("a", { href: url, download: `${job.id}.keras` });
+    a.click();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  } }, "Download model");
+  const epochStat = h("div", { class: "value" });
+  const epochBars = h("div");
+  const lossStat = h("div", { class: "value" });
+  const accStat = h("div", { class: "value" });
+  const errorBox = h("div");
+  const details = h("dl", { class: "kv" });
+  const attempts = h("tbody");
+  const history = h("tbody");
+  const log = h("pre", { class: "log", id: "log" });
+  const charts = h("div", { class: "charts", id: "charts" });
+
+  main().replaceChildren(
+    h("div", { class: "pagehead" },
+      h("h1", {}, job.name || "Untitled job"), statusEl, h("span", { class: "muted mono small" }, job.id),
+      h("span", { class: "spacer" }),
+      h("a", { class: "btn", href: "/ui/compare?jobs=" + job.id }, "Compare…"), download, cancelBtn),
+    errorBox,
+    h("div", { class: "panel stats" },
+      h("div", { class: "stat" }, h("div", { class: "label" }, "Epoch"), epochStat, epochBars),
+      h("div", { class: "stat" }, h("div", { class: "label" }, "Loss"), lossStat),
+      h("div", { class: "stat" }, h("div", { class: "label" }, "Accuracy"), accStat),
+      h("div", { class: "stat" }, h("div", { class: "label" }, "Attempts"), h("div", { class: "value", id: "attempt-count" }))),
+    charts,
+    h("div", { class: "panel" }, h("h2", {}, "Log"), log),
+    h("div", { class: "grid2" },
+      h("div", { class: "panel" }, h("h2", {}, "Details"), details),
+      h("div", { class: "panel" }, h("h2", {}, "Attempts"),
+        h("table", { id: "attempts" }, h("thead", {}, h("tr", {}, h("th", {}, "#"), h("th", {}, "Worker"), h("th", {}, "Started"), h("th", {}, "Outcome"))), attempts),
+        h("h2", { style: "margin-top:18px" }, "History"),
+        h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Status"), h("th", {}, "Message"), h("th", {}, "At"))), history))));
+
+  const rows = [];
+  const chartFor = new Map();
+  let progress = null;
+
+  const draw = frameScheduler(() => {
+    const keys = [...new Set(rows.flatMap((r) => Object.keys(r.logs)))];
+    for (const base of baseMetrics(keys)) {
+      const names = [base, "val_" + base].filter((k) => keys.includes(k));
+      let entry = chartFor.get(base);
+      if (!entry || entry.names.length !== names.length) {
+        const box = entry ? entry.chart.container : h("div", { class: "panel chart", "data-metric": base });
+        if (entry) { entry.chart.plot.destroy(); box.replaceChildren(); } else charts.append(box);
+        const series = names.map((n, i) => ({ label: n, color: COLORS[i ? 1 : 0], dash: i ? [6, 4] : undefined }));
+        entry = { names, chart: new LiveChart(box, base, series) };
+        chartFor.set(base, entry);
+      }
+      const data = [rows.map((r) => r.epoch), ...names.map((n) => rows.map((r) => r.logs[n] ?? null))];
+      entry.chart.set(data, rows.length);
+    }
+  });
+
+  const refresh = async () => {
+    try { job = await api("GET", "/v1/jobs/" + job.id); } catch { return; }
+    renderJob();
+  };
+  const renderLog = async () => {
+    if (TERMINAL.has(job.status)) log.textContent = await api("GET", `/v1/jobs/${job.id}/log`).catch(() => log.textContent);
+    else log.textContent = rows.map((r) => kerasLine(r, job.epochs_total)).join("\n");
+    if (!log.textContent) log.textContent = job.status === "queued" ? "Waiting for a worker…" : "No epochs yet.";
+  };
+  const renderProgress = () => {
+    const done = Math.max(job.epochs_completed, rows.length);
+    epochStat.textContent = `${done}/${job.epochs_total}`;
+    const inEpoch = job.status === "running" && progress && progress.batches ? progress.batch / progress.batches : null;
+    epochBars.replaceChildren(bar(done / (job.epochs_total || 1)), inEpoch !== null ? bar(inEpoch, true) : "");
+    const latest = rows.length ? rows[rows.length - 1].logs : job.latest || {};
+    lossStat.textContent = fmt(latest.loss);
+    accStat.textContent = fmt(latest.accuracy);
+  };
+  const renderJob = () => {
+    statusEl.replaceChildren(badge(job.status));
+    document.body.dataset.status = job.status;
+    cancelBtn.hidden = !ACTIVE.has(job.status);
+    cancelBtn.disabled = !!job.cancel_requested_at;
+    cancelBtn.textContent = job.cancel_requested_at ? "Cancelling…" : "Cancel";
+    download.hidden = job.status !== "succeeded";
+    errorBox.replaceChildren(job.error ? h("div", { class: "errorbox", id: "job-error" },
+      h("strong", {}, job.error.type), ": ", job.error.message, job.error.epoch ? h("span", { class: "muted" }, ` (epoch ${job.error.epoch})`) : "") : "");
+    $("#attempt-count").textContent = String(job.attempts.length);
+    const spec = job.spec || {};
+    const pairs = [["Dataset", job.dataset_id || "—"], ["Worker", job.worker || "—"], ["Created", when(job.created_at)],
+      ["Started", when(job.started_at)], ["Finished", when(job.finished_at)],
+      ["Optimizer", JSON.stringify((spec.compile || {}).optimizer)], ["Loss function", JSON.stringify((spec.compile || {}).loss)],
+      ["Fit", JSON.stringify(spec.fit)]];
+    details.replaceChildren(...pairs.flatMap(([k, v]) => [h("dt", {}, k), h("dd", { class: k === "Fit" || k === "Optimizer" ? "mono" : "" }, v)]));
+    attempts.replaceChildren(...(job.attempts.length ? job.attempts.map((a) => h("tr", {},
+      h("td", {}, a.attempt), h("td", { class: "mono small" }, a.worker), h("td", {}, when(a.started_at)), h("td", {}, a.outcome || "running")))
+      : [h("tr", {}, h("td", { colspan: 4, class: "muted" }, "Not started yet."))]));
+    history.replaceChildren(...job.history.map((e) => h("tr", {}, h("td", {}, badge(e.status)), h("td", {}, e.message), h("td", { class: "muted small" }, when(e.at)))));
+    renderProgress();
+    renderLog();
+  };
+  renderJob();
+
+  // The stream replays every epoch, then goes live; a reconnect resumes after the last event id.
+  stream(`/v1/jobs/${job.id}/events`, {
+    onOpen() { setLive(true); },
+    onDrop() { setLive(false); },
+    onEvent(type, e) {
+      if (type === "epoch") {
+        if (rows.length && e.epoch <= rows[rows.length - 1].epoch) return;
+        rows.push(e);
+        progress = null;
+        if (!TERMINAL.has(job.status)) log.textContent = rows.map((r) => kerasLine(r, job.epochs_total)).join("\n");
+        renderProgress();
+        draw();
+      } else if (type === "progress") {
+        progress = e;
+        renderProgress();
+      } else if (type === "status") {
+        job.status = e.status;
+        refresh();
+      }
+    },
+    onEnd() { setLive(false, "finished"); refresh(); },
+  });
+}
+
+// Flattens a spec into dotted paths, so two specs can be compared row by row.
+function flatten(value, prefix = "", out = {}) {
+  if (value && typeof value === "object" && !Array.isArray(value)) {
+    for (const [k, v] of Object.entries(value)) flatten(v, prefix ? `${prefix}.${k}` : k, out);
+  } else if (Array.isArray(value) && value.some((v) => v && typeof v === "object")) {
+    value.forEach((v, i) => flatten(v, `${prefix}[${i}]`, out));
+  } else {
+    out[prefix] = JSON.stringify(value);
+  }
+  return out;
+}
+
+async function comparePage() {
+  document.title = "Compare · Epochly";
+  const ids = [...new Set((new URLSearchParams(location.search).get("jobs") || "").split(",").map((s) => s.trim()).filter(Boolean))];
+  if (ids.length < 2 || ids.length > 10) {
+    main().replaceChildren(h("div", { class: "panel notice" }, h("h1", {}, "Compare runs"),
+      h("p", { class: "muted" }, "Pick 2 to 10 jobs on the jobs page, then “Compare selected”."), h("a", { class: "btn", href: "/ui" }, "Jobs")));
+    return;
+  }
+  const results = await Promise.all(ids.map((id) => Promise.all([api("GET", "/v1/jobs/" + id), api("GET", `/v1/jobs/${id}/metrics`)]).catch((err) => err)));
+  const missing = ids.filter((id, i) => results[i] instanceof Error);
+  if (missing.length) {
+    if (results.some((r) => r instanceof ApiError && r.status !== 404)) return showError(results.find((r) => r instanceof Error));
+    return notFound(`No job with id ${missing.join(", ")}.`);
+  }
+  const runs = results.map(([job, metrics], i) => ({ job, color: COLORS[i], rows: new Map(metrics.epochs.map((e) => [e.epoch, e.logs])) }));
+  const byId = new Map(runs.map((r) => [r.job.id, r]));
+
+  const charts = h("div", { class: "charts", id: "charts" });
+  const summary = h("tbody");
+  const specRows = h("tbody");
+  const onlyDiff = h("input", { type: "checkbox", id: "only-diff", onchange: () => renderSpecs() });
+  main().replaceChildren(
+    h("div", { class: "pagehead" }, h("h1", {}, `Compare ${runs.length} runs`)),
+    h("div", { class: "panel flush" }, h("table", { id: "runs" },
+      h("thead", {}, h("tr", {}, h("th", {}, "Run"), h("th", {}, "Status"), h("th", { class: "num" }, "Epochs"), h("th", { class: "num" }, "Loss"), h("th", { class: "num" }, "Accuracy"))),
+      summary)),
+    charts,
+    h("div", { class: "panel flush" },
+      h("div", { class: "pagehead", style: "padding:14px 16px 0;margin:0" }, h("h2", { style: "margin:0" }, "Specs"), h("span", { class: "spacer" }),
+        h("label", { style: "font-weight:400;margin:0" }, onlyDiff, " only differences")),
+      h("table", { id: "specs" },
+        h("thead", {}, h("tr", {}, h("th", {}, "Field"), ...runs.map((r) => h("th", {}, h("span", { class: "swatch", style: `background:${r.color}` }), r.job.name || r.job.id)))),
+        specRows)));
+
+  const label = (r) => `${r.job.name || "job"} · ${r.job.id.slice(-6)}`;
+  const renderSummary = () => summary.replaceChildren(...runs.map((r) => {
+    const last = r.rows.size ? r.rows.get(Math.max(...r.rows.keys())) : r.job.latest || {};
+    return h("tr", { "data-job-id": r.job.id, "data-status": r.job.status },
+      h("td", {}, h("span", { class: "swatch", style: `background:${r.color}` }), h("a", { href: "/ui/jobs/" + r.job.id }, label(r))),
+      h("td", {}, badge(r.job.status)), h("td", { class: "num" }, `${r.rows.size}/${r.job.epochs_total}`),
+      h("td", { class: "num" }, fmt(last.loss)), h("td", { class: "num" }, fmt(last.accuracy)));
+  }));
+  const renderSpecs = () => {
+    const flat = runs.map((r) => flatten({ dataset_id: r.job.dataset_id, ...r.job.spec }));
+    const paths = [...new Set(flat.flatMap((f) => Object.keys(f)))].sort();
+    specRows.replaceChildren(...paths.flatMap((p) => {
+      const values = flat.map((f) => (p in f ? f[p] : "—"));
+      const differs = new Set(values).size > 1;
+      if (onlyDiff.checked && !differs) return [];
+      return [h("tr", { class: differs ? "diff" : "" }, h("td", { class: "mono" }, p), ...values.map((v) => h("td", { class: "mono" }, v)))];
+    }));
+  };
+
+  const chartFor = new Map();
+  const draw = () => {
+    performance.mark("epochly:draw-start");
+    const keys = [...new Set(runs.flatMap((r) => [...r.rows.values()].flatMap((logs) => Object.keys(logs))))];
+    const maxEpoch = Math.max(0, ...runs.flatMap((r) => [...r.rows.keys()]));
+    const xs = Array.from({ length: maxEpoch }, (_, i) => i + 1);
+    for (const metric of baseMetrics(keys).flatMap((b) => [b, "val_" + b]).filter((k) => keys.includes(k))) {
+      let chart = chartFor.get(metric);
+      if (!chart) {
+        const box = h("div", { class: "panel chart", "data-metric": metric });
+        charts.append(box);
+        chart = new LiveChart(box, metric, runs.map((r) => ({ label: label(r), color: r.color })));
+        chartFor.set(metric, chart);
+      }
+      chart.set([xs, ...runs.map((r) => xs.map((x) => { const logs = r.rows.get(x); return logs && metric in logs ? logs[metric] : null; }))], maxEpoch);
+    }
+    performance.measure("epochly:draw", "epochly:draw-start");
+  };
+  const scheduleDraw = frameScheduler(draw);
+  renderSummary();
+  renderSpecs();
+  draw();
+
+  // One owner stream for all the runs: a browser opens at most six connections to a host.
+  stream("/v1/events", {
+    onEvent(type, e) {
+      const run = byId.get(e.job_id);
+      if (type === "ready") { setLive(true); return; }
+      if (!run) return;
+      if (type === "epoch") { run.rows.set(e.epoch, e.logs); scheduleDraw(); renderSummary(); }
+      else if (type === "status") { run.job.status = e.status; renderSummary(); }
+    },
+    onDrop() { setLive(false); },
+  });
+}
+
+async function datasetsPage() {
+  document.title = "Datasets · Epochly";
+  const tbody = h("tbody");
+  const status = h("div", { class: "field-error", id: "upload-error" });
+  const target = h("input", { type: "text", name: "target", placeholder: "label (default: the last column)" });
+  const name = h("input", { type: "text", name: "name", placeholder: "defaults to the file name" });
+  const fileInput = h("input", { type: "file", accept: ".csv,.npz", hidden: true, onchange: () => fileInput.files[0] && upload(fileInput.files[0]) });
+  const drop = h("div", { class: "dropzone", id: "dropzone", tabindex: 0, onclick: () => fileInput.click() },
+    h("strong", {}, "Drop a .csv or .npz file here"), h("div", { class: "small" }, "or click to choose one"), fileInput);
+  for (const ev of ["dragenter", "dragover"]) drop.addEventListener(ev, (e) => { e.preventDefault(); drop.classList.add("over"); });
+  for (const ev of ["dragleave", "drop"]) drop.addEventListener(ev, () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => { e.preventDefault(); if (e.dataTransfer.files[0]) upload(e.dataTransfer.files[0]); });
+
+  const load = async () => {
+    const page = await api("GET", "/v1/datasets?limit=200");
+    tbody.replaceChildren(...(page.items.length ? page.items.map((d) => h("tr", { "data-dataset-id": d.id },
+      h("td", {}, d.name, h("div", { class: "muted small mono" }, d.id)), h("td", {}, d.format), h("td", { class: "num" }, d.n_samples.toLocaleString()),
+      h("td", { class: "mono" }, JSON.stringify(d.x_shape)), h("td", { class: "num" }, bytes(d.size_bytes)), h("td", { class: "muted" }, age(d.created_at)),
+      h("td", { class: "num" }, h("a", { class: "btn", href: "/ui/new?dataset=" + d.id }, "Train"), " ",
+        h("button", { class: "btn danger", onclick: async () => {
+          if (!confirm(`Delete dataset ${d.name}?`)) return;
+          try { await api("DELETE", "/v1/datasets/" + d.id); } catch (err) { alert(err.message); }
+          load();
+        } }, "Delete"))))
+      : [h("tr", {}, h("td", { colspan: 7, class: "empty" }, "No datasets yet: add the tutorial's example, or drop a file above."))]));
+  };
+  const upload = async (file) => {
+    status.textContent = "";
+    drop.querySelector("strong").textContent = `Uploading ${file.name}…`;
+    const form = new FormData();
+    form.append("file", file);
+    if (name.value.trim()) form.append("name", name.value.trim());
+    if (target.value.trim()) form.append("target", target.value.trim());
+    try { await api("POST", "/v1/datasets", { form }); } catch (err) { status.textContent = err.message; }
+    drop.querySelector("strong").textContent = "Drop a .csv or .npz file here";
+    fileInput.value = "";
+    load();
+  };
+  main().replaceChildren(
+    h("div", { class: "pagehead" }, h("h1", {}, "Datasets"), h("span", { class: "spacer" }),
+      h("button", { class: "btn", id: "add-example", onclick: async () => { await api("POST", "/v1/datasets/examples/side-effects"); load(); } }, "Add the tutorial's example data set")),
+    h("div", { class: "panel" }, h("div", { class: "row" },
+      h("div", { class: "field" }, h("label", {}, "Name"), name),
+      h("div", { class: "field" }, h("label", {}, "Target column (CSV)"), target)), drop, status),
+    h("div", { class: "panel flush" }, h("table", { id: "datasets" }, h("thead", {}, h("tr", {}, h("th", {}, "Name"), h("th", {}, "Format"),
+      h("th", { class: "num" }, "Samples"), h("th", {}, "Features"), h("th", { class: "num" }, "Size"), h("th", {}, "Added"), h("th", {}, ""))), tbody)));
+  await load();
+}
+
+async function newJobPage() {
+  document.title = "New job · Epochly";
+  const tutorial = JSON.parse(document.getElementById("tutorial").textContent);
+  const fields = {};
+  const field = (key, labelText, control, hint) => {
+    const error = h("div", { class: "field-error", "data-error-for": key });
+    const wrap = h("div", { class: "field", "data-field": key }, h("label", { for: "f-" + key }, labelText), control, hint ? h("div", { class: "hint" }, hint) : "", error);
+    control.id = "f-" + key;
+    control.name = key;
+    fields[key] = { wrap, error, control };
+    return wrap;
+  };
+  const json = (v, rows) => h("textarea", { rows, spellcheck: "false" }, pretty(v));
+  const datasetSelect = h("select");
+  const general = h("div", { class: "field-error", id: "form-error" });
+  const form = h("form", { class: "panel", id: "new-job", onsubmit: (e) => { e.preventDefault(); submit(); } },
+    h("div", { class: "row" },
+      field("name", "Name", h("input", { type: "text", value: tutorial.name })),
+      field("dataset_id", "Dataset", datasetSelect)),
+    field("model", "Model", json(tutorial.model, 14), "Keras layers, or {\"keras_json\": …} from model.to_json()."),
+    h("div", { class: "grid2" }, field("compile", "Compile", json(tutorial.compile, 10)), field("fit", "Fit", json(tutorial.fit, 10))),
+    general,
+    h("button", { class: "btn primary", type: "submit", id: "submit" }, "Submit job"));
+  main().replaceChildren(h("div", { class: "pagehead" }, h("h1", {}, "New job"), h("span", { class: "muted" }, "prefilled with the Keras tutorial")), form);
+
+  const wanted = new URLSearchParams(location.search).get("dataset");
+  const loadDatasets = async () => {
+    let items = (await api("GET", "/v1/datasets?limit=200")).items;
+    if (!items.length) items = [await api("POST", "/v1/datasets/examples/side-effects")];
+    datasetSelect.replaceChildren(...items.map((d) => h("option", { value: d.id, selected: d.id === wanted }, `${d.name} (${d.n_samples.toLocaleString()} samples)`)));
+  };
+  await loadDatasets();
+
+  const showErrors = (errors) => {
+    for (const f of Object.values(fields)) { f.error.replaceChildren(); f.wrap.classList.remove("invalid"); }
+    general.replaceChildren();
+    for (const { path, message } of errors) {
+      const top = path.split(/[.[]/)[0];
+      const f = fields[top];
+      const line = h("div", {}, path && path !== top ? h("code", {}, path) : "", path && path !== top ? ": " : "", message);
+      if (f) { f.error.append(line); f.wrap.classList.add("invalid"); } else general.append(line);
+    }
+  };
+  const submit = async () => {
+    const body = { name: fields.name.control.value.trim() || null, dataset_id: datasetSelect.value };
+    const errors = [];
+    for (const key of ["model", "compile", "fit"]) {
+      try { body[key] = JSON.parse(fields[key].control.value); } catch (err) { errors.push({ path: key, message: "not valid JSON: " + err.message }); }
+    }
+    showErrors(errors);
+    if (errors.length) return;
+    const button = $("#submit");
+    button.disabled = true;
+    button.textContent = "Checking the spec…";
+    try {
+      const job = await api("POST", "/v1/jobs", { json: body });
+      location.assign("/ui/jobs/" + job.id);
+    } catch (err) {
+      showErrors(err.problem && err.problem.errors && err.problem.errors.length ? err.problem.errors : [{ path: "", message: err.message }]);
+      button.disabled = false;
+      button.textContent = "Submit job";
+    }
+  };
+}
+
+// ---- routing ---------------------------------------------------------------------------------
+
+function route() {
+  const path = location.pathname.replace(/\/+$/, "") || "/ui";
+  if (path === "/ui/login") return loginPage();
+  if (!apiKey()) return toLogin();
+  document.getElementById("nav").hidden = false;
+  const logout = document.getElementById("logout");
+  logout.hidden = false;
+  logout.onclick = () => { sessionStorage.removeItem(KEY); location.assign("/ui/login"); };
+  const section = path.startsWith("/ui/datasets") ? "datasets" : path.startsWith("/ui/new") ? "new" : path === "/ui" ? "jobs" : "";
+  document.querySelectorAll("[data-nav]").forEach((a) => a.classList.toggle("active", a.dataset.nav === section));
+  const job = path.match(/^\/ui\/jobs\/([^/]+)$/);
+  const run = path === "/ui" ? jobsPage()
+    : job ? jobPage(decodeURIComponent(job[1]))
+    : path === "/ui/compare" ? comparePage()
+    : path === "/ui/datasets" ? datasetsPage()
+    : path === "/ui/new" ? newJobPage()
+    : notFound(`No page at ${location.pathname}.`);
+  Promise.resolve(run).catch((err) => { if (err.status !== 401) showError(err); });
+}
+
+route();

@@ -1,0 +1,130 @@
+"""The OpenAPI document says exactly what the service does, and real tools read it: a validator, a
+client generator (whose client then talks to the service), and the pages at /docs and /redoc."""
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from openapi_spec_validator import validate
+
+from app.repositories.pagination import CURSOR_PATTERN
+from tests.api.test_jobs import tutorial_job
+
+PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+MISSING_DATASET = "ds_" + "0" * 32
+
+
+@pytest.fixture
+def document(client) -> dict:
+    return client.get("/openapi.json").json()
+
+
+def operations(document: dict):
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            yield method.upper(), path, operation
+
+
+def test_the_document_passes_openapi_spec_validator(document):
+    assert document["openapi"].startswith("3.1")
+    validate(document)
+
+
+def test_every_error_response_is_a_problem_as_problem_json(document):
+    for method, path, operation in operations(document):
+        for status, response in operation["responses"].items():
+            if int(status) >= 400 and (path, status) != ("/health", "503"):
+                assert response["content"] == PROBLEM, (method, path, status)
+
+
+def test_401_is_declared_exactly_where_a_key_is_needed(document):
+    for method, path, operation in operations(document):
+        assert ("401" in operation["responses"]) == (path != "/health"), (method, path)
+        assert bool(operation.get("security")) == (path != "/health"), (method, path)
+
+
+def test_model_download_is_binary_and_keras_json_a_string_or_an_object(document):
+    model = document["paths"]["/v1/jobs/{job_id}/model"]["get"]["responses"]["200"]["content"]
+    assert model == {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+    keras_json = document["components"]["schemas"]["ModelSpec"]["properties"]["keras_json"]
+    assert {branch["type"] for branch in keras_json["anyOf"]} == {"string", "object", "null"}
+
+
+def test_creates_link_the_new_id_to_every_operation_that_takes_it(document):
+    by_id = {operation["operationId"]: (path, operation) for _, path, operation in operations(document)}
+    for path, status, parameter in (("/v1/datasets", "201", "dataset_id"), ("/v1/jobs", "202", "job_id")):
+        links = document["paths"][path]["post"]["responses"][status]["links"]
+        taking_it = {
+            operation_id
+            for operation_id, (_, operation) in by_id.items()
+            if any(p["name"] == parameter for p in operation.get("parameters", []))
+        }
+        assert {link["operationId"] for link in links.values()} == taking_it
+        for link in links.values():
+            assert link["parameters"] == {parameter: "$response.body#/id"}
+
+
+def test_a_cursor_of_the_documented_shape_is_accepted_and_any_other_is_422(client, document):
+    parameter = next(p for p in document["paths"]["/v1/jobs"]["get"]["parameters"] if p["name"] == "cursor")
+    assert parameter["schema"]["anyOf"][0]["pattern"] == CURSOR_PATTERN
+    assert "microseconds" in parameter["description"]
+    names_no_row = "1795608000000000.job_" + "f" * 32
+    assert client.get("/v1/jobs", params={"cursor": names_no_row}).status_code == 200
+    response = client.get("/v1/datasets", params={"cursor": names_no_row + "x"})
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_405_allows_every_method_of_the_path(client):
+    response = client.put("/v1/datasets")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, POST"
+    assert response.headers["content-type"] == "application/problem+json"
+    assert client.delete("/v1/jobs").headers["allow"] == "GET, POST"
+
+
+def test_generated_client_covers_every_operation_and_parses_a_422_into_its_problem(client, document, tmp_path, monkeypatch):
+    schema_file = tmp_path / "openapi.json"
+    schema_file.write_text(json.dumps(document))
+    package = tmp_path / "epochly_generated"
+    # The generator formats its output with ruff, which lives next to this interpreter.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    command = [sys.executable, "-m", "openapi_python_client", "generate", "--path", str(schema_file)]
+    command += ["--output-path", str(package), "--meta", "none", "--fail-on-warning"]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0 and "warning" not in output.lower(), output
+    generated = {module.stem for module in package.glob("api/*/*.py") if module.stem != "__init__"}
+    assert generated == {operation["operationId"] for _, _, operation in operations(document)}
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    api = importlib.import_module("epochly_generated")
+    create_job = importlib.import_module("epochly_generated.api.jobs.create_job")
+    models = importlib.import_module("epochly_generated.models")
+    generated_client = api.Client(base_url=str(client.base_url))
+    generated_client.set_httpx_client(client)  # the in-process app, with this test's key
+    response = create_job.sync_detailed(client=generated_client, body=models.JobCreate.from_dict(tutorial_job(MISSING_DATASET)))
+    assert response.status_code == 422
+    problem = response.parsed
+    assert isinstance(problem, models.Problem)
+    assert problem.title == "Invalid job spec"
+    assert [(e.path, e.message) for e in problem.errors] == [("dataset_id", f"no dataset with id {MISSING_DATASET!r}")]
+
+
+def test_docs_and_redoc_are_served_by_the_service_with_no_outside_url(client):
+    docs = client.get("/docs").text
+    redoc = client.get("/redoc").text
+    for page in (docs, redoc):
+        assert "http://" not in page and "https://" not in page
+    assert 'src="/docs-assets/swagger-ui-bundle.js"' in docs and "validatorUrl" in docs
+    assert 'src="/redoc-assets/redoc.standalone.js"' in redoc
+    bundle = client.get("/docs-assets/swagger-ui-bundle.js")
+    assert bundle.status_code == 200
+    # Swagger UI reads OpenAPI 3.1 from 5.0 on; 4.x said "Unable to render this definition".
+    vendored = (Path(__file__).resolve().parents[2] / "app/static/vendor/README.md").read_text()
+    assert "| `swagger-ui-dist` (Apache-2.0) | 5." in vendored
+    assert client.get("/redoc-assets/redoc.standalone.js").status_code == 200

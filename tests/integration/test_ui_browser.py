@@ -1,0 +1,188 @@
+"""The /ui dashboard in a real browser: the system's Chromium driven by Playwright, against a live
+API, scheduler and worker (embedded back end). Nothing is downloaded at test time."""
+
+import os
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app.lifecycle import TERMINAL, JobStatus
+from tests.integration.test_training_e2e import tutorial, wait_until_done
+
+CHROMIUM = Path(os.environ.get("EPOCHLY_CHROMIUM", "/usr/bin/chromium"))
+pytestmark = pytest.mark.parametrize("backend", ["embedded"], indirect=True)
+
+
+def require_chromium() -> None:
+    """As tests/conftest.py's require_service: with CI=true a missing browser fails, elsewhere it skips."""
+    missing = []
+    if not CHROMIUM.exists():
+        missing.append(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing.append("Playwright is not installed (pip install playwright)")
+    if not missing:
+        return
+    message = "; ".join(missing)
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message + " (CI=true: a missing browser is a failure, not a skip)")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM))
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, service) -> Iterator:
+    """A fresh tab that is already logged in (the key set in sessionStorage, as the log-in form does)."""
+    context = browser.new_context(base_url=service.url, viewport={"width": 1280, "height": 900})
+    context.add_init_script(f"sessionStorage.setItem('epochly.api_key', {service.key!r})")
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def dataset_id(live) -> str:
+    return live.post("/v1/datasets/examples/side-effects").json()["id"]
+
+
+def mark_document(page) -> None:
+    """A flag on the window that any reload would clear."""
+    page.evaluate("window.__sameDocument = true")
+
+
+def test_log_in_keeps_the_key_in_session_storage_only(browser, service):
+    context = browser.new_context(base_url=service.url)
+    page = context.new_page()
+    page.goto("/ui")
+    page.wait_for_url(re.compile(r"/ui/login"))
+    page.fill("input[name=api_key]", "ek_not-a-key")
+    page.click("button[type=submit]")
+    page.wait_for_selector("#login-error:has-text('not valid')")
+
+    page.fill("input[name=api_key]", service.key)
+    page.click("button[type=submit]")
+    page.wait_for_selector("table#jobs")
+    assert page.evaluate("sessionStorage.getItem('epochly.api_key')") == service.key
+    assert service.key not in page.url
+    assert context.cookies() == []
+    context.close()
+
+
+def test_a_rejected_key_returns_to_log_in_and_an_unknown_job_is_not_found(browser, service, page):
+    page.goto("/ui/jobs/job_does_not_exist")
+    page.wait_for_selector("#not-found:has-text('Not found')")
+
+    stale = browser.new_context(base_url=service.url)
+    stale.add_init_script("sessionStorage.setItem('epochly.api_key', 'ek_revoked')")
+    tab = stale.new_page()
+    tab.goto("/ui")
+    tab.wait_for_url(re.compile(r"/ui/login\?next="))
+    tab.wait_for_selector("input[name=api_key]")
+    stale.close()
+
+
+def test_submit_the_tutorial_from_the_form_and_watch_its_curves_reach_20_epochs_without_a_reload(page, live, dataset_id):
+    page.goto("/ui/new")
+    page.wait_for_selector(f"#f-dataset_id option[value='{dataset_id}']", state="attached")
+    page.select_option("#f-dataset_id", dataset_id)
+    # A field error shows at the field it names, and nothing is submitted.
+    page.fill("#f-fit", '{"epochs": 0, "batch_size": 10}')
+    page.click("#submit")
+    page.wait_for_selector("[data-field=fit].invalid [data-error-for=fit]:has-text('fit.epochs')")
+    page.reload()
+    page.wait_for_selector(f"#f-dataset_id option[value='{dataset_id}']", state="attached")
+    page.select_option("#f-dataset_id", dataset_id)
+
+    page.click("#submit")
+    page.wait_for_url(re.compile(r"/ui/jobs/job_"), timeout=60_000)
+    job_id = page.url.rsplit("/", 1)[1]
+    mark_document(page)
+    started = time.monotonic()
+    page.wait_for_selector(".chart[data-metric=loss][data-epochs='20']", timeout=90_000)
+    assert page.evaluate("window.__sameDocument") is True, "the job page reloaded instead of updating live"
+    assert page.locator(".chart[data-metric=accuracy]").get_attribute("data-epochs") == "20"
+    page.wait_for_selector("#log:has-text('Epoch 20/20')")
+    page.wait_for_selector("#download:not([hidden])")
+    assert live.get(f"/v1/jobs/{job_id}").json()["status"] == JobStatus.SUCCEEDED
+    assert time.monotonic() - started < 90
+
+    page.goto("/ui")
+    row = page.locator(f"tr[data-job-id='{job_id}']")
+    row.wait_for()
+    assert row.get_attribute("data-status") == JobStatus.SUCCEEDED
+    assert "20/20" in row.inner_text()
+
+
+def test_the_jobs_page_follows_a_new_job_live(page, live, dataset_id):
+    page.goto("/ui")
+    page.wait_for_selector("#live.on")
+    mark_document(page)
+    job_id = live.post("/v1/jobs", json=tutorial(dataset_id, epochs=3)).json()["id"]
+    page.wait_for_selector(f"tr[data-job-id='{job_id}'][data-status='{JobStatus.SUCCEEDED}']", timeout=60_000)
+    assert "3/3" in page.locator(f"tr[data-job-id='{job_id}']").inner_text()
+    assert page.evaluate("window.__sameDocument") is True
+
+
+def test_compare_two_jobs_overlays_two_series_and_highlights_the_difference(page, live, dataset_id):
+    slow = tutorial(dataset_id, epochs=5)
+    fast = tutorial(dataset_id, epochs=5)
+    fast["compile"]["optimizer"]["learning_rate"] = 0.001
+    ids = [live.post("/v1/jobs", json=spec).json()["id"] for spec in (slow, fast)]
+    for job_id in ids:
+        assert wait_until_done(live, job_id)["status"] == JobStatus.SUCCEEDED
+
+    page.goto(f"/ui/compare?jobs={','.join(ids)}")
+    chart = page.locator(".chart[data-metric=loss]")
+    page.wait_for_selector(".chart[data-metric=loss][data-epochs='5']")
+    # uPlot's legend: the x series plus one per run.
+    assert chart.locator(".u-legend .u-series").count() == 3
+    assert page.locator("#runs tbody tr").count() == 2
+    differing = page.locator("#specs tr.diff")
+    assert differing.count() == 1
+    assert "compile.optimizer.learning_rate" in differing.inner_text()
+
+
+def test_cancel_a_running_job_from_its_page(page, live, dataset_id):
+    job_id = live.post("/v1/jobs", json=tutorial(dataset_id, epochs=500)).json()["id"]
+    page.goto(f"/ui/jobs/{job_id}")
+    page.wait_for_selector(".chart[data-metric=loss]:not([data-epochs='0'])", timeout=60_000)
+    dialogs = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.accept()))
+    page.get_by_role("button", name="Cancel").click()
+    page.wait_for_selector(f"body[data-status='{JobStatus.CANCELLED}']", timeout=30_000)
+    assert dialogs, "the page should ask with the browser's confirm()"
+    job = live.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == JobStatus.CANCELLED and job["status"] in TERMINAL
+    assert 0 < job["epochs_completed"] < 500
+
+
+def test_docs_try_it_out_lists_jobs_with_the_key(page, service):
+    page.goto("/docs")
+    page.wait_for_selector(".opblock", timeout=30_000)
+    assert page.locator(".opblock").count() >= 10
+    page.click("button.authorize")
+    page.locator(".modal-ux input").first.fill(service.key)
+    page.locator(".modal-ux button.authorize").first.click()
+    page.locator(".modal-ux button.close-modal").first.click()
+    operation = page.locator(".opblock-get").filter(has=page.locator("[data-path='/v1/jobs']")).first
+    operation.locator(".opblock-summary").click()
+    operation.locator("button.try-out__btn").click()
+    operation.locator("button.execute").click()
+    status = operation.locator(".live-responses-table tbody .response-col_status").first
+    status.wait_for()
+    assert status.inner_text().strip() == "200"
