@@ -24,6 +24,8 @@ TUTORIAL_FIT: dict[str, Any] = {
     "normalize": "minmax",
 }
 
+MAX_EPOCHS = 100_000
+
 
 class LayerSpec(BaseModel):
     """One Keras layer: `type` is the class name in `keras.layers`; every other key is a keyword argument."""
@@ -95,7 +97,7 @@ class CompileSpec(BaseModel):
 class FitSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": TUTORIAL_FIT})
 
-    epochs: int = Field(default=1, ge=1, le=100_000)
+    epochs: int = Field(default=1, ge=1, le=MAX_EPOCHS)
     batch_size: int = Field(default=32, ge=1, le=1_000_000)
     shuffle: bool = True
     validation_split: float = Field(default=0.0, ge=0.0, lt=1.0)

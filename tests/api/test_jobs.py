@@ -217,3 +217,14 @@ def test_openapi_schemas_all_carry_examples(client):
     for name in ours:
         assert "example" in schemas[name], name
     assert schemas["JobCreate"]["example"]["compile"]["optimizer"] == {"type": "Adam", "learning_rate": 0.0001}
+
+
+def test_positions_past_any_issued_id_are_refused_or_clamped_never_a_500(client, example_dataset):
+    """Found by schemathesis: an `after` beyond SQLite's 64-bit integers overflowed into a 500."""
+    job_id = client.post("/v1/jobs", json=tutorial_job(example_dataset["id"])).json()["id"]
+    too_far = client.get(f"/v1/jobs/{job_id}/metrics", params={"after": 10**30})
+    assert too_far.status_code == 422 and too_far.json()["errors"][0]["path"] == "after"
+    client.post(f"/v1/jobs/{job_id}/cancel")
+    with client.stream("GET", f"/v1/jobs/{job_id}/events", headers={"Last-Event-ID": f"{10**30}.{10**30}"}) as stream:
+        assert stream.status_code == 200
+        assert "event: end" in "".join(stream.iter_text())

@@ -40,12 +40,16 @@ KEEPALIVE = b": ping\n\n"
 RETRY_MS = 1000
 
 
+# Past any id the service issues, and still a 64-bit integer that both databases compare without overflow.
+MAX_CURSOR_PART = 2**62
+
+
 class Cursor:
     def __init__(self, last_event_id: str | None) -> None:
         self.seq, self.epoch = 0, 0
         parts = (last_event_id or "").split(".")
         if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit():
-            self.seq, self.epoch = int(parts[0]), int(parts[1])
+            self.seq, self.epoch = (min(int(part), MAX_CURSOR_PART) for part in parts[:2])
 
     def id(self, batch: int | None = None) -> str:
         return f"{self.seq}.{self.epoch}" + (f".{batch}" if batch is not None else "")

@@ -11,7 +11,7 @@ from app.api.schemas import EpochRead, JobPage, JobRead, MetricsRead
 from app.lifecycle import JobStatus
 from app.models import Job
 from app.services import jobs as job_service
-from app.specs import JobCreate
+from app.specs import MAX_EPOCHS, JobCreate
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 JOB_ID_OPERATIONS = ("get_job", "cancel_job", "get_job_metrics", "get_job_log", "get_job_model", "stream_job_events")
@@ -89,7 +89,9 @@ def cancel_job(job_id: str, owner: OwnerDep, session: SessionDep, request: Reque
     responses=problems(404),
     summary="Epoch rows after epoch N, so a poller fetches only what is new",
 )
-def get_job_metrics(job_id: str, owner: OwnerDep, session: SessionDep, after: Annotated[int, Query(ge=0)] = 0) -> MetricsRead:
+def get_job_metrics(
+    job_id: str, owner: OwnerDep, session: SessionDep, after: Annotated[int, Query(ge=0, le=MAX_EPOCHS)] = 0
+) -> MetricsRead:
     status, epochs = job_service.job_metrics(session, job_id, owner_id=owner.id, after=after)
     return MetricsRead(job_id=job_id, status=JobStatus(status), epochs=[EpochRead.model_validate(e) for e in epochs])
 
