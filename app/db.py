@@ -73,6 +73,13 @@ def publish_after_commit(session: Session, message: dict[str, Any]) -> None:
         after_commit(session, lambda: publisher.publish(message))
 
 
+def publish_control_after_commit(session: Session, message: dict[str, Any]) -> None:
+    """A message for every API process (a revoked key), once the change is committed."""
+    publisher = session.info.get(PUBLISHER)
+    if publisher is not None:
+        after_commit(session, lambda: publisher.publish_control(message))
+
+
 def ring_after_commit(session: Session, job_id: str) -> None:
     doorbell: Doorbell | None = session.info.get(DOORBELL)
     if doorbell is not None:

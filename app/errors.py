@@ -48,6 +48,10 @@ class DatasetInUse(Conflict):
     title = "Dataset in use"
 
 
+class ModelNotTrained(Conflict):
+    title = "Model not trained"
+
+
 class InvalidSpec(DomainError):
     status = 422
     title = "Invalid job spec"
@@ -56,6 +60,11 @@ class InvalidSpec(DomainError):
 class InvalidDataset(DomainError):
     status = 422
     title = "Invalid dataset"
+
+
+class InvalidInput(DomainError):
+    status = 422
+    title = "Invalid model input"
 
 
 class PayloadTooLarge(DomainError):
@@ -82,3 +91,23 @@ class Unauthorized(DomainError):
 class QuotaExceeded(DomainError):
     status = 429
     title = "Too many active jobs"
+
+
+class Forbidden(DomainError):
+    status = 403
+    title = "Forbidden"
+
+
+class KeyNotFound(NotFound):
+    title = "API key not found"
+
+
+class RateLimited(DomainError):
+    """Over the key's token bucket (RATE_LIMIT_PER_MIN); Retry-After says when a token is back."""
+
+    status = 429
+    title = "Too many requests"
+
+    def __init__(self, detail: str, retry_after_s: int) -> None:
+        super().__init__(detail)
+        self.headers = {"Retry-After": str(retry_after_s)}

@@ -10,6 +10,7 @@ import math
 import shutil
 import uuid
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -19,11 +20,28 @@ import pyarrow as pa
 from pyarrow import csv as pa_csv
 
 CHUNK = 1024 * 1024
+# Stored labels are int32 or float32 (see _labels).
+LABEL_BYTES = 4
 NUMERIC_KINDS = "biuf"
 
 
 class DatasetRejected(Exception):
     """The upload is not a usable dataset; the message says why in the user's terms."""
+
+
+class StoredTooLarge(Exception):
+    """The dataset would take more than its limit once expanded; the message names the array and its size."""
+
+
+@dataclass(frozen=True)
+class StoredLimit:
+    """The most bytes a dataset may take on disk once parsed, and which limit that is, in words."""
+
+    max_bytes: int
+    described: str
+
+
+UNLIMITED = StoredLimit(2**63, "no limit")
 
 
 class UploadTooLarge(Exception):
@@ -47,6 +65,7 @@ class StoredArrays:
     y_shape: list[int]
     x_dtype: str
     y_dtype: str
+    stored_bytes: int
 
 
 def receive(stream: BinaryIO, uploads_dir: Path, max_bytes: int) -> Upload:
@@ -84,7 +103,7 @@ def detect_format(upload: Upload, filename: str | None) -> str:
     raise DatasetRejected(f"unknown format {suffix!r}: send a CSV with a header row or an .npz with arrays x and y")
 
 
-def store_csv(upload: Upload, target: str | None, datasets_dir: Path) -> StoredArrays:
+def store_csv(upload: Upload, target: str | None, datasets_dir: Path, limit: StoredLimit = UNLIMITED) -> StoredArrays:
     header = _csv_header(upload.path)
     if len(header) < 2:
         raise DatasetRejected(f"the CSV needs at least two columns (features and a label); its header has {len(header)}")
@@ -96,7 +115,7 @@ def store_csv(upload: Upload, target: str | None, datasets_dir: Path) -> StoredA
         raise DatasetRejected(f"target column {target!r} is not in the header ({', '.join(header)})")
     staging = _staging_dir(datasets_dir)
     try:
-        _csv_to_npy(upload.path, header, target_index, staging)
+        _csv_to_npy(upload.path, header, target_index, staging, limit)
         x = _open_array(staging / "x.npy", "x")
         y = _open_array(staging / "y.npy", "y")
         return _publish(staging, f"{upload.sha256}-t{target_index}", datasets_dir, x, y)
@@ -104,8 +123,12 @@ def store_csv(upload: Upload, target: str | None, datasets_dir: Path) -> StoredA
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def store_npz(upload: Upload, datasets_dir: Path) -> StoredArrays:
-    """Stream the x/y members out of the archive to disk; they are .npy files already."""
+def store_npz(upload: Upload, datasets_dir: Path, limit: StoredLimit = UNLIMITED) -> StoredArrays:
+    """Stream the x/y members out of the archive to disk; they are .npy files already.
+
+    Each member's expanded size is known from its .npy header (shape x dtype) before anything else
+    is decompressed, so an archive that declares more than `limit` is refused at once; a member whose
+    data runs past what its header declares is refused as it streams."""
     staging = _staging_dir(datasets_dir)
     try:
         try:
@@ -118,8 +141,18 @@ def store_npz(upload: Upload, datasets_dir: Path) -> StoredArrays:
                 if name not in members:
                     found = ", ".join(sorted(members)) or "none"
                     raise DatasetRejected(f"the .npz has no array {name!r} (arrays found: {found})")
-                with archive.open(members[name]) as src, (staging / f"{name}.npy").open("wb") as dst:
-                    shutil.copyfileobj(src, dst, CHUNK)
+            declared = {name: _declared_npy_bytes(archive, members[name], name) for name in ("x", "y")}
+            total = 0
+            for name in ("x", "y"):
+                total += declared[name][0]
+                if total > limit.max_bytes:
+                    size, description = declared[name]
+                    raise StoredTooLarge(
+                        f"array {name!r} declares {description}: {size:,} bytes once expanded, which brings the dataset to "
+                        f"{total:,} bytes; over {limit.described}"
+                    )
+            for name in ("x", "y"):
+                _copy_member(archive, members[name], staging / f"{name}.npy", name, declared[name][0])
         x = _open_array(staging / "x.npy", "x")
         y = _open_array(staging / "y.npy", "y")
         if len(x) != len(y):
@@ -132,6 +165,43 @@ def store_npz(upload: Upload, datasets_dir: Path) -> StoredArrays:
         return _publish(staging, f"{upload.sha256}", datasets_dir, x, y)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _declared_npy_bytes(archive: zipfile.ZipFile, member: str, name: str) -> tuple[int, str]:
+    """The member's size once expanded (its header plus shape x itemsize), read from its .npy header
+    alone; and the shape and dtype in words."""
+    try:
+        with archive.open(member) as src:
+            version = np.lib.format.read_magic(src)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(src)
+            elif version in ((2, 0), (3, 0)):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(src)
+            else:
+                raise ValueError(f"unknown .npy version {version}")
+            header_bytes = src.tell()
+    except (ValueError, EOFError, zipfile.BadZipFile, OSError, zlib.error) as exc:
+        raise DatasetRejected(f"array {name!r} is not a valid .npy array: {exc}") from None
+    if dtype.hasobject or dtype.kind not in NUMERIC_KINDS:
+        raise DatasetRejected(f"array {name!r} has dtype {dtype}; only numeric arrays can be trained on")
+    size = header_bytes + math.prod(shape) * dtype.itemsize
+    return size, f"shape {tuple(shape)} of {dtype}"
+
+
+def _copy_member(archive: zipfile.ZipFile, member: str, target: Path, name: str, declared_bytes: int) -> None:
+    """Copy one member out, refusing it as soon as it runs past its header's declared size."""
+    written = 0
+    try:
+        with archive.open(member) as src, target.open("wb") as dst:
+            while chunk := src.read(CHUNK):
+                written += len(chunk)
+                if written > declared_bytes:
+                    raise StoredTooLarge(
+                        f"array {name!r} holds more data than its header declares ({declared_bytes:,} bytes); refused"
+                    )
+                dst.write(chunk)
+    except (zipfile.BadZipFile, OSError, zlib.error, EOFError) as exc:
+        raise DatasetRejected(f"array {name!r} cannot be read from the archive: {exc}") from None
 
 
 def store_arrays(x: np.ndarray, y: np.ndarray, datasets_dir: Path) -> tuple[StoredArrays, str, int]:
@@ -164,7 +234,7 @@ def _csv_header(path: Path) -> list[str]:
     return header
 
 
-def _csv_to_npy(path: Path, header: list[str], target_index: int, staging: Path) -> None:
+def _csv_to_npy(path: Path, header: list[str], target_index: int, staging: Path, limit: StoredLimit) -> None:
     """Stream the CSV through Arrow's parser one block at a time into x.npy / y.npy on disk, so memory
     stays at a block or two whatever the file's size. Features become float32; the label is kept as
     float64 until the end, so integer class ids survive exactly."""
@@ -190,6 +260,12 @@ def _csv_to_npy(path: Path, header: list[str], target_index: int, staging: Path)
                 x_raw.write(block.tobytes())
                 y_raw.write(_finite_column(batch.column(target_index), header[target_index], rows).tobytes())
                 rows += batch.num_rows
+                # CSV text expands too ("0," is 2 bytes, a float32 4): refuse as soon as it runs past the limit.
+                stored = x_raw.tell() + rows * LABEL_BYTES
+                if stored > limit.max_bytes:
+                    raise StoredTooLarge(
+                        f"array 'x' of the CSV passes {stored:,} bytes once parsed by row {rows:,}; over {limit.described}"
+                    )
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         raise DatasetRejected(_locate_csv_problem(path, header)) from None
     if rows == 0:
@@ -279,6 +355,7 @@ def _publish(staging: Path, key: str, datasets_dir: Path, x: np.ndarray, y: np.n
             if not final.exists():  # a concurrent upload of the same content won the rename
                 raise
     return StoredArrays(
+        stored_bytes=sum((final / f"{name}.npy").stat().st_size for name in ("x", "y")),
         storage_key=key,
         n_samples=len(x),
         x_shape=[int(d) for d in x.shape[1:]],

@@ -29,6 +29,17 @@ class JobStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+class StopReason(StrEnum):
+    """Why training ended, recorded on the finished job. Early stopping ends `succeeded` with fewer
+    epochs than asked for; a NaN or infinite loss ends `failed` (NonFiniteLoss): its weights are
+    unusable, with or without TerminateOnNaN in fit.callbacks."""
+
+    COMPLETED = "completed"
+    EARLY_STOPPING = "early_stopping"
+    NAN_LOSS = "nan_loss"
+    CANCELLED = "cancelled"
+
+
 # QUEUED again from RUNNING is a requeue: a lost worker's job, or one handed back at shutdown.
 ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED}),
@@ -182,8 +193,13 @@ def finish(
     error: dict[str, Any] | None = None,
     model_path: str | None = None,
     heartbeat_before: datetime | None = None,
+    stop_reason: StopReason | None = None,
+    best_epoch: int | None = None,
+    best: dict[str, float] | None = None,
 ) -> JobEvent | None:
-    """running → succeeded, failed or cancelled, if `worker` still holds the job."""
+    """running → succeeded, failed or cancelled, if `worker` still holds the job; `stop_reason` says
+    why training ended (None for a failure other than a NaN loss), `best_epoch` and `best` which
+    finished epoch was best and its logs."""
     if to not in TERMINAL:
         raise IllegalMove(f"{to} is not a final status")
     now = utcnow()
@@ -198,6 +214,9 @@ def finish(
             "finished_at": now,
             "error": error,
             "model_path": model_path,
+            "stop_reason": stop_reason,
+            "best_epoch": best_epoch,
+            "best": best,
             "attempts": _closed_attempts(session, job_id, outcome or to.value),
         },
         at=now,
@@ -214,7 +233,7 @@ def cancel(session: Session, job_id: str) -> JobEvent | None:
         JobStatus.CANCELLED,
         message="cancelled before it started",
         from_=[JobStatus.QUEUED],
-        values={"finished_at": now},
+        values={"finished_at": now, "stop_reason": StopReason.CANCELLED},
         at=now,
     )
     if event is None:

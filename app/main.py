@@ -2,23 +2,32 @@
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
 from app.api import docs, problems
-from app.api.routes import datasets, events, health, jobs, owner_events, ui
-from app.db import make_engine, make_session_factory
+from app.api.middleware import RateLimitHeaders
+from app.api.routes import audit, datasets, events, health, inference, jobs, keys, owner_events, ui
+from app.db import make_engine, make_session_factory, session_scope
 from app.events.hub import EventHub
 from app.events.publisher import make_publisher
+from app.inference.pool import Predictor
 from app.migrate import upgrade_to_head
 from app.queue import CeleryDoorbell, make_celery
+from app.services import owners as owner_service
 from app.services.jobs import job_owner_lookup
-from app.services.owners import KeyCache
+from app.services.owners import KeyCache, RefusalCounter
+from app.services.ratelimit import make_rate_limiter
 from app.services.spec_check import spec_checker
 from app.settings import Settings, get_settings
 
+log = logging.getLogger("epochly.api")
+# Refused calls (401, 403, 429) are counted in memory and added to key_refusal this often.
+REFUSALS_SAVE_S = 10.0
 DESCRIPTION = """Train Keras models over HTTP. Upload a dataset, submit a job, and poll its
 per-epoch metrics, or stream them live, while a Celery worker runs `model.fit`. Errors are RFC 9457 `application/problem+json`.
 Every call except `/health` needs an API key: `Authorization: Bearer ek_…`."""
@@ -34,11 +43,36 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         upgrade_to_head(settings.resolved_database_url)
         spec_checker.start()
         hub = asyncio.create_task(app.state.hub.run(settings))
+        refusals = asyncio.create_task(_save_refusals_every(REFUSALS_SAVE_S))
         yield
-        hub.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await hub
+        for task in (hub, refusals):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await asyncio.to_thread(_save_refusals)
+        app.state.predictor.shutdown()
         engine.dispose()
+
+    def _save_refusals() -> None:
+        counts = app.state.refusals.drain()
+        if counts:
+            try:
+                with session_scope(app.state.session_factory) as session:
+                    owner_service.save_refusals(session, counts)
+            except Exception as exc:  # the database is away: these counts are lost, not the service
+                log.warning("refused-call counts not saved (%s)", exc)
+
+    async def _save_refusals_every(interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            await asyncio.to_thread(_save_refusals)
+
+    def _on_control(message: dict[str, Any]) -> None:
+        if message.get("type") == owner_service.KEY_REVOKED and isinstance(key_id := message.get("key_id"), str):
+            app.state.key_cache.drop(key_id)
+            app.state.hub.close_key_streams(key_id)
+        elif message.get("type") == "resync":
+            app.state.key_cache.clear()
 
     app = FastAPI(
         title="Epochly",
@@ -61,12 +95,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.hub = EventHub(owner_of=job_owner_lookup(app.state.session_factory))
     app.state.key_cache = KeyCache()
+    # The warm Keras process for evaluate / predict, spawned on first use (most API processes never need it).
+    app.state.predictor = Predictor(settings.predict_cache_bytes, settings.predict_timeout_s)
+    app.state.refusals = RefusalCounter()
+    app.state.rate_limiter = make_rate_limiter(settings.resolved_broker_url, settings.rate_limit_per_min)
+    app.state.hub.control_handlers.append(_on_control)
+    app.add_middleware(RateLimitHeaders)
     problems.install(app)
     docs.install(app)
     app.include_router(health.router)
     app.include_router(datasets.router)
     app.include_router(jobs.router)
+    app.include_router(inference.router)
     app.include_router(events.router)
     app.include_router(owner_events.router)
+    app.include_router(keys.router)
+    app.include_router(audit.router)
     ui.install(app)
     return app

@@ -53,9 +53,43 @@ class ApiKey(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("key"))
     owner_id: Mapped[str] = mapped_column(ForeignKey("owner.id", ondelete="CASCADE"), index=True)
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The 8 characters after `ek_`, so people can tell keys apart (keys from before 0006 keep 5).
     prefix: Mapped[str] = mapped_column(String(12))
+    name: Mapped[str] = mapped_column(String(200), server_default="key")
+    # "read" (GET routes and streams) or "write" (everything).
+    scope: Mapped[str] = mapped_column(String(8), server_default="write")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None]
+    # Written at most once a minute per key (app/services/owners.py: KeyCache).
+    last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+
+
+class AuditRecord(Base):
+    """One state-changing call, written in the transaction of the change it records. Append-only."""
+
+    __tablename__ = "audit_record"
+    __table_args__ = (Index("ix_audit_record_owner_id_id", "owner_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("owner.id", ondelete="CASCADE"))
+    key_id: Mapped[str | None] = mapped_column(String(40))
+    action: Mapped[str] = mapped_column(String(40))
+    target_id: Mapped[str | None] = mapped_column(String(40))
+    client: Mapped[str | None] = mapped_column(String(100))
+    outcome: Mapped[str] = mapped_column(String(40))
+
+
+class KeyRefusal(Base):
+    """Refused calls (401, 403, 429) of one key, counted rather than stored one row each."""
+
+    __tablename__ = "key_refusal"
+
+    key_id: Mapped[str] = mapped_column(ForeignKey("api_key.id", ondelete="CASCADE"), primary_key=True)
+    status: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    count: Mapped[int] = mapped_column(BigInteger)
+    last_at: Mapped[datetime]
 
 
 class Dataset(Base):
@@ -70,7 +104,11 @@ class Dataset(Base):
     y_shape: Mapped[list[int]] = mapped_column(JSON)
     x_dtype: Mapped[str] = mapped_column(String(16))
     y_dtype: Mapped[str] = mapped_column(String(16))
+    # The bytes received; kept for clients of the first API (equal to upload_bytes).
     size_bytes: Mapped[int] = mapped_column(BigInteger)
+    upload_bytes: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    # What the dataset takes on disk once parsed (x.npy + y.npy); OWNER_MAX_STORED_BYTES counts these.
+    stored_bytes: Mapped[int] = mapped_column(BigInteger, server_default="0")
     sha256: Mapped[str] = mapped_column(String(64))
     # Directory name under DATA_DIR/datasets; derived from content, never from user input.
     storage_key: Mapped[str] = mapped_column(String(100), index=True)
@@ -105,6 +143,13 @@ class Job(Base):
     heartbeat_at: Mapped[datetime | None]
     # One entry per time a worker took the job: {"attempt", "worker", "started_at", "ended_at", "outcome"}.
     attempts: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # fit.validation_dataset_id, as a column so that dataset cannot be deleted under a queued or running job.
+    validation_dataset_id: Mapped[str | None] = mapped_column(ForeignKey("dataset.id", ondelete="SET NULL"), index=True)
+    # A value of app.lifecycle.StopReason, set when the job finishes: why training ended.
+    stop_reason: Mapped[str | None] = mapped_column(String(32))
+    # The best finished epoch (1-based) by Keras' EarlyStopping rule, and its logs.
+    best_epoch: Mapped[int | None] = mapped_column(Integer)
+    best: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     history: Mapped[list["JobEvent"]] = relationship(order_by="JobEvent.id", cascade="all, delete-orphan", lazy="selectin")
 

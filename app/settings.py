@@ -36,6 +36,15 @@ class Settings(BaseSettings):
     worker_memory_budget_bytes: int = 4 * 1024**3
     owner_max_active_jobs: int = 20
     owner_max_stored_bytes: int = 20 * 1024**3
+    # Evaluate / predict: the warm inference process keeps loaded models up to this many bytes (LRU).
+    predict_cache_bytes: int = 1024**3
+    predict_timeout_s: float = 300.0
+    # Rows one JSON predict request may carry; bigger batches go as a dataset_id or a .npz / CSV file.
+    predict_max_json_rows: int = 10_000
+    # The stored (parsed, uncompressed) size of one dataset; an .npz is checked from its headers first.
+    max_dataset_bytes: int = 4 * 1024**3
+    # Requests per minute per API key: a token bucket (Redis on the production pair, in-process embedded).
+    rate_limit_per_min: int = 6000
 
     def prepare_data_dir(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -63,6 +72,10 @@ class Settings(BaseSettings):
     @property
     def checkpoints_dir(self) -> Path:
         return (self.data_dir / "checkpoints").resolve()
+
+    @property
+    def predictions_dir(self) -> Path:
+        return (self.data_dir / "predictions").resolve()
 
     @property
     def uploads_dir(self) -> Path:

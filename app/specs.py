@@ -1,9 +1,10 @@
 """Job spec schemas shared by the API and the worker; pure pydantic, no Keras."""
 
 import json
-from typing import Any, Literal
+import math
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, WithJsonSchema, field_validator, model_validator
 
 TUTORIAL_LAYERS: list[Any] = [
     {"type": "Dense", "units": 16, "activation": "relu", "input_shape": [1]},
@@ -94,6 +95,99 @@ class CompileSpec(BaseModel):
     metrics: list[str | NamedObjectSpec] = Field(default_factory=list, max_length=50)
 
 
+MonitorMode = Literal["auto", "min", "max"]
+# Keras callbacks that carry no code and no paths. The others Epochly does itself: checkpoints
+# (ModelCheckpoint, BackupAndRestore), the epoch log (CSVLogger, TensorBoard); code is never accepted.
+ALLOWED_CALLBACKS = ("EarlyStopping", "ReduceLROnPlateau", "TerminateOnNaN")
+_DONE_BY_EPOCHLY = {
+    "ModelCheckpoint": "Epochly checkpoints every job itself and keeps the trained model",
+    "BackupAndRestore": "Epochly checkpoints every job itself and resumes it exactly",
+    "CSVLogger": "Epochly records every epoch's logs (see /metrics and /log)",
+    "TensorBoard": "Epochly records every epoch's logs (see /metrics, /events and /ui)",
+    "ProgbarLogger": "Epochly reports progress itself (see /events)",
+    "History": "Epochly records every epoch's logs (see /metrics)",
+    "LearningRateScheduler": "give compile.optimizer.learning_rate a keras.optimizers.schedules object instead",
+}
+
+
+class EarlyStoppingSpec(BaseModel):
+    """keras.callbacks.EarlyStopping with every argument it takes except `verbose`."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"type": "EarlyStopping", "patience": 3}})
+
+    type: Literal["EarlyStopping"]
+    monitor: str = Field(default="val_loss", min_length=1, max_length=200)
+    min_delta: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
+    patience: int = Field(default=0, ge=0, le=100_000)
+    mode: MonitorMode = "auto"
+    baseline: float | None = Field(default=None, allow_inf_nan=False)
+    restore_best_weights: bool = False
+    start_from_epoch: int = Field(default=0, ge=0, le=100_000)
+
+
+class ReduceLROnPlateauSpec(BaseModel):
+    """keras.callbacks.ReduceLROnPlateau with every argument it takes except `verbose`."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"type": "ReduceLROnPlateau", "patience": 2}})
+
+    type: Literal["ReduceLROnPlateau"]
+    monitor: str = Field(default="val_loss", min_length=1, max_length=200)
+    factor: float = Field(default=0.1, gt=0.0, lt=1.0)
+    patience: int = Field(default=10, ge=0, le=100_000)
+    mode: MonitorMode = "auto"
+    min_delta: float = Field(default=1e-4, ge=0.0, allow_inf_nan=False)
+    cooldown: int = Field(default=0, ge=0, le=100_000)
+    min_lr: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
+
+
+class TerminateOnNaNSpec(BaseModel):
+    """keras.callbacks.TerminateOnNaN: the job stops at the first NaN or infinite loss (Epochly always does)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"type": "TerminateOnNaN"}})
+
+    type: Literal["TerminateOnNaN"]
+
+
+class _RefusedCallback(BaseModel):
+    """Any other `type`: refused at `fit.callbacks[i].type` with the reason."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: Any
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _refuse(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            raise ValueError(f"give the callback's class name, one of {', '.join(ALLOWED_CALLBACKS)}")
+        reason = _DONE_BY_EPOCHLY.get(value, "only callbacks that carry no code or server paths are accepted")
+        raise ValueError(f"{value!r} is not allowed here ({reason}); allowed: {', '.join(ALLOWED_CALLBACKS)}")
+
+
+def _callback_tag(value: Any) -> str:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return kind if kind in ALLOWED_CALLBACKS else "Refused"
+
+
+CallbackSpec = Annotated[
+    Annotated[EarlyStoppingSpec, Tag("EarlyStopping")]
+    | Annotated[ReduceLROnPlateauSpec, Tag("ReduceLROnPlateau")]
+    | Annotated[TerminateOnNaNSpec, Tag("TerminateOnNaN")]
+    | Annotated[_RefusedCallback, Tag("Refused")],
+    Discriminator(_callback_tag),
+    # The schema names only what is accepted; the refusing member exists for its error message.
+    WithJsonSchema(
+        {
+            "oneOf": [{"$ref": f"#/components/schemas/{name}Spec"} for name in ALLOWED_CALLBACKS],
+            "discriminator": {
+                "propertyName": "type",
+                "mapping": {name: f"#/components/schemas/{name}Spec" for name in ALLOWED_CALLBACKS},
+            },
+        }
+    ),
+]
+
+
 class FitSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": TUTORIAL_FIT})
 
@@ -114,6 +208,38 @@ class FitSpec(BaseModel):
         default=None,
         description="Scale features with statistics of the training split; built into the saved model.",
     )
+    validation_dataset_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=40,
+        description="Another of your datasets, with the same sample shape, to validate on after each epoch "
+        "(an alternative to validation_split).",
+    )
+    callbacks: list[CallbackSpec] = Field(
+        default_factory=list,
+        max_length=20,
+        description='Keras callbacks as data: {"type": "EarlyStopping" | "ReduceLROnPlateau" | "TerminateOnNaN", **kwargs}.',
+    )
+    class_weight: dict[str, float] | None = Field(
+        default=None,
+        max_length=100_000,
+        description='Weights of the classes 0..n-1 in the loss, as in Keras, e.g. {"0": 1.0, "1": 3.0}.',
+    )
+
+    @field_validator("class_weight")
+    @classmethod
+    def _class_ids(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value is None:
+            return None
+        for key, weight in value.items():
+            if not key.isdigit() or str(int(key)) != key:
+                raise ValueError(f"class {key!r} is not a class index: use 0, 1, 2, …")
+            if not math.isfinite(weight) or weight < 0:
+                raise ValueError(f"class {key}'s weight {weight} must be a finite number >= 0")
+        ids = sorted(int(key) for key in value)
+        if ids != list(range(len(ids))):
+            raise ValueError(f"give a weight for every class from 0 to {max(ids)}, as Keras requires")
+        return value
 
 
 class TrainingSpec(BaseModel):

@@ -18,6 +18,9 @@ BENCHES = [
     ("7. throughput", ["bench.throughput"]),
     ("8. chaos soak", ["bench.soak"]),
     ("9. dashboard", ["bench.ui"]),
+    ("10. predict", ["bench.predict"]),
+    ("11. callbacks overhead", ["bench.callbacks"]),
+    ("12. rate limiter overhead", ["bench.ratelimit"]),
 ]
 RESULTS = Path(__file__).with_name("RESULTS.md")
 # Every figure's latest result, so running one benchmark (`python -m bench.run_all pollers`) keeps the others.

@@ -18,16 +18,16 @@ from app import ingest, lifecycle
 from app.db import make_engine, make_session_factory, session_scope
 from app.events.messages import progress_message
 from app.events.publisher import Publisher, make_publisher
-from app.lifecycle import JobStatus
+from app.lifecycle import JobStatus, StopReason
 from app.models import utcnow
 from app.queue import CeleryDoorbell, make_celery
 from app.repositories import datasets as datasets_repo
 from app.repositories import jobs as jobs_repo
 from app.settings import Settings
-from app.specs import TrainingSpec
+from app.specs import EarlyStoppingSpec, TrainingSpec
 from app.training.checkpoint import Checkpoint
 from app.training.failures import describe_failure
-from app.training.trainer import EpochReporter, Outcome, train
+from app.training.trainer import EpochReporter, NonFiniteLoss, Outcome, train
 
 log = logging.getLogger("epochly.worker")
 CANCEL_POLL_S = 0.2
@@ -156,6 +156,10 @@ def run_job(message_job_id: str, ctx: WorkerContext) -> None:
         spec = TrainingSpec.model_validate(job.spec)
         dataset = datasets_repo.get(session, job.dataset_id) if job.dataset_id else None
         storage_key = dataset.storage_key if dataset else None
+        validation_key: str | None = None
+        if spec.fit.validation_dataset_id is not None:
+            validation = datasets_repo.get(session, job.validation_dataset_id) if job.validation_dataset_id else None
+            validation_key = validation.storage_key if validation else None
 
     model_path = ctx.settings.models_dir / f"{job_id}.keras"
     checkpoint = Checkpoint(ctx.settings.checkpoints_dir / job_id)
@@ -164,10 +168,15 @@ def run_job(message_job_id: str, ctx: WorkerContext) -> None:
         try:
             if storage_key is None:
                 raise FileNotFoundError("the job's dataset was deleted before training started")
+            if spec.fit.validation_dataset_id is not None and validation_key is None:
+                raise FileNotFoundError("the job's validation dataset was deleted before training started")
             x, y = ingest.load_arrays(ctx.settings.datasets_dir, storage_key, mmap=True)
+            validation_data = ingest.load_arrays(ctx.settings.datasets_dir, validation_key, mmap=True) if validation_key else None
             in_memory = x.nbytes + y.nbytes <= ctx.settings.worker_memory_budget_bytes
             if in_memory:
                 x, y = np.asarray(x), np.asarray(y)
+                if validation_data is not None:
+                    validation_data = (np.asarray(validation_data[0]), np.asarray(validation_data[1]))
             outcome = train(
                 spec,
                 x,
@@ -177,11 +186,20 @@ def run_job(message_job_id: str, ctx: WorkerContext) -> None:
                 in_memory=in_memory,
                 checkpoint=checkpoint,
                 checkpoint_interval_s=ctx.settings.checkpoint_interval_s,
+                validation_data=validation_data,
             )
         except Exception as exc:
             error = describe_failure(exc, reporter.epoch)
             log.warning("job %s failed in epoch %s: %s: %s", job_id, reporter.epoch, error["type"], error["message"])
-            _finish(ctx, job_id, JobStatus.FAILED, message=f"{error['type']}: {error['message']}", error=error)
+            _finish(
+                ctx,
+                job_id,
+                JobStatus.FAILED,
+                message=f"{error['type']}: {error['message']}",
+                error=error,
+                **_best(reporter),
+                stop_reason=StopReason.NAN_LOSS if isinstance(exc, NonFiniteLoss) else None,
+            )
             checkpoint.discard()
             return
     if hooks.lost.is_set():
@@ -191,12 +209,57 @@ def run_job(message_job_id: str, ctx: WorkerContext) -> None:
     elif outcome is Outcome.CANCELLED:
         kept = reporter.epoch - 1
         _finish(
-            ctx, job_id, JobStatus.CANCELLED, message=f"cancelled during epoch {reporter.epoch}; {kept} finished epoch(s) kept"
+            ctx,
+            job_id,
+            JobStatus.CANCELLED,
+            message=f"cancelled during epoch {reporter.epoch}; {kept} finished epoch(s) kept",
+            stop_reason=StopReason.CANCELLED,
+            **_best(reporter),
+        )
+        checkpoint.discard()
+    elif outcome is Outcome.EARLY_STOPPED:
+        _finish(
+            ctx,
+            job_id,
+            JobStatus.SUCCEEDED,
+            message=f"stopped early after epoch {reporter.epoch} of {spec.fit.epochs}: {_early_stop_cause(spec, reporter)}",
+            model_path=str(model_path),
+            stop_reason=StopReason.EARLY_STOPPING,
+            **_best(reporter),
         )
         checkpoint.discard()
     else:
-        _finish(ctx, job_id, JobStatus.SUCCEEDED, message=f"trained {spec.fit.epochs} epochs", model_path=str(model_path))
+        _finish(
+            ctx,
+            job_id,
+            JobStatus.SUCCEEDED,
+            message=f"trained {spec.fit.epochs} epochs",
+            model_path=str(model_path),
+            stop_reason=StopReason.COMPLETED,
+            **_best(reporter),
+        )
         checkpoint.discard()
+
+
+def _best(reporter: EpochReporter) -> dict[str, Any]:
+    driver = reporter.callbacks
+    if driver is None or driver.best_epoch is None:
+        return {}
+    return {"best_epoch": driver.best_epoch, "best": driver.best}
+
+
+def _early_stop_cause(spec: TrainingSpec, reporter: EpochReporter) -> str:
+    """In the words a user set: which EarlyStopping, on what, after how long."""
+    driver = reporter.callbacks
+    stopper = next((cb for cb in spec.fit.callbacks if isinstance(cb, EarlyStoppingSpec)), None)
+    if stopper is None or driver is None:
+        return "EarlyStopping"
+    cause = f"EarlyStopping: no improvement in {stopper.monitor} (patience {stopper.patience})"
+    if driver.best_epoch is not None:
+        cause += f"; best epoch {driver.best_epoch}"
+        if stopper.restore_best_weights:
+            cause += ", whose weights the model holds"
+    return cause
 
 
 def _hand_back(ctx: WorkerContext, job_id: str, epoch: int) -> None:

@@ -9,10 +9,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import session_scope
-from app.errors import Unauthorized
+from app.errors import Forbidden, RateLimited, Unauthorized
 from app.models import Owner
 from app.repositories.pagination import CURSOR_DESCRIPTION, CURSOR_PATTERN
 from app.services import owners as owner_service
+from app.services.audit import AuditContext
+from app.services.owners import CachedKey
 from app.settings import Settings
 
 bearer = HTTPBearer(auto_error=False, description="An API key, `ek_…` (`epochly keys create --owner NAME`)")
@@ -46,25 +48,69 @@ def get_celery(request: Request) -> Celery:
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
-def current_owner(
+# Methods that change nothing: all a `read` key may call.
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def current_key(
     request: Request, session: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-) -> Owner:
+) -> CachedKey:
+    """The calling key, checked and counted against its rate limit, whatever its scope.
+
+    The hot path (a poller's every request) is one cache lookup and one token taken: no database
+    round trip, except once a minute per key to write last_used_at."""
     if credentials is None:
         raise Unauthorized("missing API key: send `Authorization: Bearer ek_…`")
-    owner = request.app.state.key_cache.get(credentials.credentials)
-    if owner is None:
-        owner = owner_service.authenticate(session, credentials.credentials)
-        if owner is None:
+    state = request.app.state
+    key = state.key_cache.get(credentials.credentials)
+    if key is None:
+        found = owner_service.find_key(session, credentials.credentials)
+        if found is None:
+            raise Unauthorized("the API key is not valid")
+        record, owner = found
+        if record.revoked_at is not None:
+            state.refusals.count(record.id, 401)
             raise Unauthorized("the API key is not valid")
         # Detached and loaded: the cached owner is shared by later requests, which a rollback here must not expire.
         session.expunge(owner)
         session.commit()  # end the read here: a long route (a submit's spec check) must not hold it open
-        request.app.state.key_cache.put(credentials.credentials, owner)
-    return owner
+        key = state.key_cache.put(credentials.credentials, record, owner)
+    if key.expired():
+        state.refusals.count(key.key_id, 401)
+        raise Unauthorized(owner_service.expired_detail(key.expires_at))
+    verdict = state.rate_limiter.take(key.key_id)
+    request.state.ratelimit = verdict
+    if verdict is not None and not verdict.allowed:
+        state.refusals.count(key.key_id, 429)
+        raise RateLimited(
+            f"this key is over its limit of {verdict.limit} requests a minute; try again in {verdict.retry_after_s} s",
+            verdict.retry_after_s,
+        )
+    if state.key_cache.touch_due(key.key_id):
+        owner_service.touch_key(session, key.key_id)
+        session.commit()
+    request.state.key = key
+    return key
+
+
+CurrentKeyDep = Annotated[CachedKey, Depends(current_key, scope="function")]
+
+
+def current_owner(request: Request, key: CurrentKeyDep) -> Owner:
+    """The calling key's owner; a `read` key may only read (403 on any write)."""
+    if key.scope != "write" and request.method not in READ_METHODS:
+        request.app.state.refusals.count(key.key_id, 403)
+        raise Forbidden("this API key has scope `read`: it may only read (GET routes and streams)")
+    return key.owner
+
+
+def audit_context(request: Request, key: CurrentKeyDep) -> AuditContext:
+    return AuditContext(owner_id=key.owner.id, key_id=key.key_id, client=request.client.host if request.client else None)
 
 
 SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 CeleryDep = Annotated[Celery, Depends(get_celery)]
 OwnerDep = Annotated[Owner, Depends(current_owner, scope="function")]
+AuditDep = Annotated[AuditContext, Depends(audit_context, scope="function")]
 CursorQuery = Annotated[str | None, Query(pattern=CURSOR_PATTERN, description=CURSOR_DESCRIPTION)]

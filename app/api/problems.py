@@ -31,6 +31,17 @@ _UNAUTHORIZED = {
     "headers": {"WWW-Authenticate": {"description": 'Always `Bearer realm="epochly"`', "schema": {"type": "string"}}},
     "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": PROBLEM_REF}}},
 }
+_RATE_LIMITED = {
+    "description": "Over the key's rate limit (RATE_LIMIT_PER_MIN)",
+    "headers": {
+        "Retry-After": {"description": "Seconds until a request is allowed again", "schema": {"type": "integer"}},
+    },
+    "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": PROBLEM_REF}}},
+}
+_FORBIDDEN = {
+    "description": "A `read` key may only read",
+    "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": PROBLEM_REF}}},
+}
 log = logging.getLogger("epochly.api")
 # Pydantic adds the tried union member to an error's location; users know fields, not our class names.
 _UNION_TAGS = {"str", "int", "float", "bool", "list", "dict", "none"}
@@ -83,14 +94,18 @@ def problem_openapi(document: dict[str, Any]) -> dict[str, Any]:
 
     FastAPI files a `responses=` model under the route's own media type (JSON, or text/plain for
     /log) and adds its own 422 schema; 400 is declared where there is a body to parse, 401 exactly
-    where the operation asks for a key."""
+    where the operation asks for a key, and with it 429 (rate limit) and, on writes, 403 (a `read` key)."""
     for item in document.get("paths", {}).values():
-        for operation in item.values():
+        for method, operation in item.items():
             responses = operation.setdefault("responses", {})
             if "requestBody" in operation:
                 responses.setdefault("400", copy.deepcopy(_UNPARSABLE_BODY))
             if operation.get("security"):
                 responses.setdefault("401", copy.deepcopy(_UNAUTHORIZED))
+                # Every keyed call counts against the key's bucket; a `read` key is refused any write.
+                responses.setdefault("429", copy.deepcopy(_RATE_LIMITED))
+                if method.upper() not in ("GET", "HEAD", "OPTIONS"):
+                    responses.setdefault("403", copy.deepcopy(_FORBIDDEN))
             for response in responses.values():
                 refs = {media.get("schema", {}).get("$ref") for media in response.get("content", {}).values()}
                 if refs & _PROBLEM_REFS:

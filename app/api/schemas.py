@@ -5,7 +5,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
-from app.lifecycle import JobStatus
+from app.lifecycle import JobStatus, StopReason
 from app.specs import TUTORIAL_COMPILE, TUTORIAL_FIT, TUTORIAL_LAYERS
 
 EXAMPLE_DATASET: dict[str, Any] = {
@@ -16,6 +16,8 @@ EXAMPLE_DATASET: dict[str, Any] = {
     "x_shape": [1],
     "y_shape": [],
     "size_bytes": 16800,
+    "upload_bytes": 16800,
+    "stored_bytes": 16928,
     "sha256": "9b0c6f1d2e3a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4",
     "created_at": "2026-11-25T12:00:00Z",
 }
@@ -39,6 +41,9 @@ EXAMPLE_JOB: dict[str, Any] = {
     "epochs_total": 20,
     "epochs_completed": 20,
     "latest": EXAMPLE_LOGS,
+    "stop_reason": "completed",
+    "best_epoch": 20,
+    "best": EXAMPLE_LOGS,
     "error": None,
     "worker": "celery@host (pid 4242)",
     "attempts": [
@@ -68,7 +73,9 @@ class DatasetRead(BaseModel):
     n_samples: int
     x_shape: list[int] = Field(description="Shape of one sample's features")
     y_shape: list[int] = Field(description="Shape of one sample's label ([] for a scalar label)")
-    size_bytes: int
+    size_bytes: int = Field(description="The bytes received (the same as upload_bytes; kept for older clients)")
+    upload_bytes: int = Field(description="The bytes received")
+    stored_bytes: int = Field(description="What the parsed arrays take on disk; OWNER_MAX_STORED_BYTES counts these")
     sha256: str
     created_at: datetime
 
@@ -133,6 +140,18 @@ class JobRead(BaseModel):
     epochs_total: int
     epochs_completed: int
     latest: dict[str, float] | None = Field(description="The last finished epoch's Keras logs")
+    stop_reason: StopReason | None = Field(
+        default=None,
+        description="Why training ended: completed, early_stopping (an EarlyStopping callback; the job succeeded "
+        "with epochs_completed < epochs_total), nan_loss (the job failed with NonFiniteLoss) or cancelled. "
+        "Null while the job is queued or running, or after another failure",
+    )
+    best_epoch: int | None = Field(
+        default=None,
+        description="The best finished epoch (1-based) by Keras' EarlyStopping rule: the first EarlyStopping's "
+        "monitor, mode and min_delta, else val_loss (or loss without validation data)",
+    )
+    best: dict[str, float] | None = Field(default=None, description="The best epoch's Keras logs")
     error: JobError | None
     worker: str | None
     history: list[JobEventRead]
@@ -224,3 +243,85 @@ class Problem(BaseModel):
     status: int
     detail: str
     errors: list[ProblemFieldError] = Field(default_factory=list)
+
+
+EXAMPLE_KEY: dict[str, Any] = {
+    "id": "key_3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b",
+    "name": "laptop",
+    "prefix": "Zq3kP0xw",
+    "scope": "read",
+    "created_at": "2026-11-25T12:00:00Z",
+    "expires_at": "2026-12-25T12:00:00Z",
+    "last_used_at": "2026-11-25T12:05:00Z",
+    "revoked_at": None,
+}
+
+
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"example": {"name": "laptop", "scope": "read", "expires_in_s": 2592000}}
+    )
+
+    name: str = Field(default="key", min_length=1, max_length=200, description="A label, to tell keys apart")
+    scope: Literal["read", "write"] | None = Field(
+        default=None,
+        description="`read`: GET routes and streams only; `write`: everything. Default: the calling key's scope. "
+        "A `read` key can create only `read` keys.",
+    )
+    expires_in_s: int | None = Field(default=None, ge=1, le=10 * 365 * 86400, description="Seconds until it expires; null: never")
+
+
+class KeyRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"example": EXAMPLE_KEY})
+
+    id: str
+    name: str
+    prefix: str = Field(description="The first characters after `ek_`, to tell keys apart; never the whole key")
+    scope: Literal["read", "write"]
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None = Field(description="Updated at most once a minute")
+    revoked_at: datetime | None
+
+
+class KeyCreated(KeyRead):
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"example": {**EXAMPLE_KEY, "key": "ek_Zq3kP0xw…"}})
+
+    key: str = Field(description="The key itself: shown this once, and stored only as its hash")
+
+
+class KeyPage(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": {"items": [EXAMPLE_KEY], "next_cursor": None}})
+
+    items: list[KeyRead]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null on the last page")
+
+
+EXAMPLE_AUDIT: dict[str, Any] = {
+    "id": 42,
+    "at": "2026-11-25T12:00:00Z",
+    "key_id": EXAMPLE_KEY["id"],
+    "action": "job.submit",
+    "target_id": EXAMPLE_JOB["id"],
+    "client": "203.0.113.7",
+    "outcome": "ok",
+}
+
+
+class AuditRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"example": EXAMPLE_AUDIT})
+
+    id: int
+    at: datetime
+    key_id: str | None = Field(description="The key that made the call (null: the server-side CLI)")
+    action: str = Field(description="dataset.upload, dataset.delete, job.submit, job.cancel, key.create, key.revoke, …")
+    target_id: str | None
+    client: str | None = Field(description="The caller's address")
+    outcome: str
+
+
+class AuditPage(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": {"items": [EXAMPLE_AUDIT], "next_cursor": None}})
+
+    items: list[AuditRead]
+    next_cursor: str | None = Field(description="Pass as ?after= for the next page; null on the last page")

@@ -12,13 +12,15 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from app.events.transport import CHANNEL_PREFIX, decode, socket_path, uses_redis
+from app.events.transport import CHANNEL_PREFIX, CONTROL_CHANNEL, decode, decode_control, socket_path, uses_redis
 from app.settings import Settings
 
 log = logging.getLogger("epochly.events")
 STREAM_QUEUE_SIZE = 256
 # Routing fields of a bus message that clients do not see.
 PRIVATE_FIELDS = frozenset({"type", "job_id", "seq"})
+# The message type that ends a stream whose key was revoked.
+REVOKED = "_revoked"
 # Jobs whose owner is remembered: a job's owner never changes, so the cache is only ever trimmed.
 OWNER_CACHE_SIZE = 10_000
 
@@ -55,6 +57,36 @@ class EventHub:
         self._lookups: set[asyncio.Task[None]] = set()
         # The latest in-epoch progress of each running job, for GET /v1/jobs/{id}.
         self.progress: dict[str, dict[str, Any]] = {}
+        # Control messages (a revoked key) go to these, and so does "resync" when the subscription
+        # was interrupted and messages may have been missed.
+        self.control_handlers: list[Callable[[dict[str, Any]], None]] = []
+        # Open streams by the key that opened them, so a revoked key's streams can be closed.
+        self._key_streams: dict[str, set[asyncio.Queue[dict[str, Any]]]] = defaultdict(set)
+
+    def track_key(self, key_id: str, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        self._key_streams[key_id].add(queue)
+
+    def untrack_key(self, key_id: str, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        queues = self._key_streams.get(key_id)
+        if queues is not None:
+            queues.discard(queue)
+            if not queues:
+                del self._key_streams[key_id]
+
+    def close_key_streams(self, key_id: str) -> None:
+        """Every open stream of the key gets a `revoked` message and ends."""
+        for queue in self._key_streams.pop(key_id, ()):
+            if queue.full():
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()
+            queue.put_nowait({"type": REVOKED})
+
+    def dispatch_control(self, message: dict[str, Any]) -> None:
+        for handler in self.control_handlers:
+            try:
+                handler(message)
+            except Exception:
+                log.exception("control message handler failed")
 
     def subscribe(self, job_id: str) -> asyncio.Queue[dict[str, Any]]:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(STREAM_QUEUE_SIZE)
@@ -133,9 +165,14 @@ class EventHub:
             try:
                 async with client.pubsub() as pubsub:
                     await pubsub.psubscribe(CHANNEL_PREFIX + "*")
+                    await pubsub.subscribe(CONTROL_CHANNEL)
+                    # Whatever was published while not subscribed is lost: caches start afresh.
+                    self.dispatch_control({"type": "resync"})
                     async for item in pubsub.listen():
                         if item.get("type") == "pmessage" and (message := decode(item["data"])):
                             self.dispatch(message)
+                        elif item.get("type") == "message" and (control := decode_control(item["data"])):
+                            self.dispatch_control(control)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Redis restarted: resubscribe; streams catch up from the database
@@ -155,7 +192,9 @@ class EventHub:
         try:
             while True:
                 raw = await loop.sock_recv(sock, 65536)
-                if message := decode(raw):
+                if control := decode_control(raw):
+                    self.dispatch_control(control)
+                elif message := decode(raw):
                     self.dispatch(message)
         finally:
             sock.close()

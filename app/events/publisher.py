@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 import redis
 
-from app.events.transport import channel, encode, socket_path, uses_redis
+from app.events.transport import CONTROL_CHANNEL, channel, encode, socket_path, uses_redis
 from app.settings import Settings
 
 log = logging.getLogger("epochly.events")
@@ -15,6 +15,8 @@ log = logging.getLogger("epochly.events")
 
 class Publisher(Protocol):
     def publish(self, message: dict[str, Any]) -> None: ...
+
+    def publish_control(self, message: dict[str, Any]) -> None: ...
 
 
 class RedisPublisher:
@@ -27,6 +29,12 @@ class RedisPublisher:
         except redis.RedisError as exc:  # live delivery is best effort; the database has the row
             log.debug("event not published: %s", exc)
 
+    def publish_control(self, message: dict[str, Any]) -> None:
+        try:
+            self._redis.publish(CONTROL_CHANNEL, encode({**message, "control": True}))
+        except redis.RedisError as exc:  # the API processes' caches expire on their own (KeyCache's TTL)
+            log.warning("control message not published: %s", exc)
+
 
 class DatagramPublisher:
     def __init__(self, settings: Settings) -> None:
@@ -38,6 +46,9 @@ class DatagramPublisher:
         # OSError: no API listening, or its buffer is full; streams catch up from the database.
         with contextlib.suppress(OSError):
             self._socket.sendto(encode(message), self._path)
+
+    def publish_control(self, message: dict[str, Any]) -> None:
+        self.publish({**message, "control": True})
 
 
 def make_publisher(settings: Settings) -> Publisher:

@@ -9,6 +9,8 @@ from typing import Any
 from app.settings import Settings
 
 CHANNEL_PREFIX = "epochly:job:"
+# Messages for the API processes themselves (a revoked key), not for any job's streams.
+CONTROL_CHANNEL = "epochly:control"
 # Unix socket paths are limited to 108 bytes on Linux.
 MAX_SOCKET_PATH = 100
 
@@ -39,3 +41,11 @@ def decode(raw: bytes | str) -> dict[str, Any] | None:
     except (ValueError, TypeError):
         return None
     return message if isinstance(message, dict) and isinstance(message.get("job_id"), str) else None
+
+
+def decode_control(raw: bytes | str) -> dict[str, Any] | None:
+    try:
+        message = json.loads(raw)
+    except (ValueError, TypeError):
+        return None
+    return message if isinstance(message, dict) and message.get("control") is True else None

@@ -1,6 +1,6 @@
 """Dataset queries."""
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from app.lifecycle import ACTIVE
@@ -28,7 +28,11 @@ def page(session: Session, owner_id: str, *, cursor: str | None, limit: int) -> 
 
 
 def active_job_count(session: Session, dataset_id: str) -> int:
-    stmt = select(func.count()).select_from(Job).where(Job.dataset_id == dataset_id, Job.status.in_(ACTIVE))
+    stmt = (
+        select(func.count())
+        .select_from(Job)
+        .where(or_(Job.dataset_id == dataset_id, Job.validation_dataset_id == dataset_id), Job.status.in_(ACTIVE))
+    )
     return int(session.scalar(stmt) or 0)
 
 

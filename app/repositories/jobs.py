@@ -30,6 +30,12 @@ def owned_status(session: Session, owner_id: str, job_id: str) -> str | None:
     return session.scalar(select(Job.status).where(Job.id == job_id, Job.owner_id == owner_id))
 
 
+def owned_model(session: Session, owner_id: str, job_id: str) -> tuple[str, str | None] | None:
+    """A job's status and model file, without loading the job and its history (evaluate / predict's hot path)."""
+    row = session.execute(select(Job.status, Job.model_path).where(Job.id == job_id, Job.owner_id == owner_id)).first()
+    return (row.status, row.model_path) if row is not None else None
+
+
 def page(session: Session, owner_id: str, *, status: str | None, cursor: str | None, limit: int) -> Page[Job]:
     stmt = select(Job).where(Job.owner_id == owner_id)
     if status:

@@ -1,10 +1,13 @@
-"""Owner and API-key queries."""
+"""Owner, API-key and audit-log queries."""
 
-from sqlalchemy import func, select
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.lifecycle import ACTIVE
-from app.models import ApiKey, Dataset, Job, Owner
+from app.models import ApiKey, AuditRecord, Dataset, Job, KeyRefusal, Owner
+from app.repositories.pagination import Page, newest_first
 
 
 def by_name(session: Session, name: str) -> Owner | None:
@@ -23,9 +26,52 @@ def add_key(session: Session, key: ApiKey) -> ApiKey:
     return key
 
 
-def owner_for_key_hash(session: Session, key_hash: str) -> Owner | None:
-    stmt = select(Owner).join(ApiKey, ApiKey.owner_id == Owner.id).where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
+def key_by_hash(session: Session, key_hash: str) -> tuple[ApiKey, Owner] | None:
+    """The key with this hash and its owner, revoked or expired included (the caller says which)."""
+    row = session.execute(
+        select(ApiKey, Owner).join(Owner, ApiKey.owner_id == Owner.id).where(ApiKey.key_hash == key_hash)
+    ).first()
+    return (row[0], row[1]) if row is not None else None
+
+
+def get_key(session: Session, key_id: str, *, owner_id: str | None) -> ApiKey | None:
+    """A key by id; with owner_id, another owner's key does not exist."""
+    stmt = select(ApiKey).where(ApiKey.id == key_id)
+    if owner_id is not None:
+        stmt = stmt.where(ApiKey.owner_id == owner_id)
     return session.scalar(stmt)
+
+
+def key_page(session: Session, owner_id: str, *, cursor: str | None, limit: int) -> Page[ApiKey]:
+    return newest_first(session, select(ApiKey).where(ApiKey.owner_id == owner_id), ApiKey, cursor, limit)
+
+
+def all_keys(session: Session, owner_id: str | None) -> list[tuple[ApiKey, Owner]]:
+    stmt = select(ApiKey, Owner).join(Owner, ApiKey.owner_id == Owner.id)
+    if owner_id is not None:
+        stmt = stmt.where(ApiKey.owner_id == owner_id)
+    return [(k, o) for k, o in session.execute(stmt.order_by(Owner.name, ApiKey.created_at, ApiKey.id))]
+
+
+def touch_key(session: Session, key_id: str, now: datetime, interval: timedelta) -> None:
+    """last_used_at = now, unless another process wrote it within `interval` (so at most once per interval)."""
+    session.execute(
+        update(ApiKey)
+        .where(ApiKey.id == key_id, (ApiKey.last_used_at.is_(None)) | (ApiKey.last_used_at < now - interval))
+        .values(last_used_at=now)
+    )
+
+
+def add_refusals(session: Session, key_id: str, status: int, count: int, at: datetime) -> None:
+    """Adds to a key's refusal counter (an UPDATE, else an INSERT: portable across both back ends)."""
+    result = session.execute(
+        update(KeyRefusal)
+        .where(KeyRefusal.key_id == key_id, KeyRefusal.status == status)
+        .values(count=KeyRefusal.count + count, last_at=at)
+    )
+    if getattr(result, "rowcount", 0) == 0:
+        session.add(KeyRefusal(key_id=key_id, status=status, count=count, last_at=at))
+        session.flush()
 
 
 def key_count(session: Session) -> int:
@@ -38,4 +84,18 @@ def active_job_count(session: Session, owner_id: str) -> int:
 
 
 def stored_bytes(session: Session, owner_id: str) -> int:
-    return int(session.scalar(select(func.coalesce(func.sum(Dataset.size_bytes), 0)).where(Dataset.owner_id == owner_id)) or 0)
+    return int(session.scalar(select(func.coalesce(func.sum(Dataset.stored_bytes), 0)).where(Dataset.owner_id == owner_id)) or 0)
+
+
+def add_audit(session: Session, record: AuditRecord) -> AuditRecord:
+    session.add(record)
+    session.flush()
+    return record
+
+
+def audit_after(session: Session, owner_id: str, *, after: int, limit: int) -> Page[AuditRecord]:
+    """Oldest first, after record id `after`; the cursor is the last record's id."""
+    stmt = select(AuditRecord).where(AuditRecord.owner_id == owner_id, AuditRecord.id > after).order_by(AuditRecord.id)
+    rows = list(session.scalars(stmt.limit(limit + 1)))
+    next_cursor = str(rows[limit - 1].id) if len(rows) > limit else None
+    return Page(items=rows[:limit], next_cursor=next_cursor)

@@ -31,16 +31,18 @@ def upload_dataset(
     except ingest.UploadTooLarge as exc:
         raise PayloadTooLarge(str(exc)) from None
     try:
-        owner_service.check_storage_quota(session, settings, owner_id, upload.size_bytes)
+        limit = stored_limit(session, settings, owner_id)
         file_format = ingest.detect_format(upload, filename)
         if file_format == "npz":
             if target is not None:
                 raise ingest.DatasetRejected("`target` applies to CSV files only; an .npz names its labels y")
-            stored = ingest.store_npz(upload, settings.datasets_dir)
+            stored = ingest.store_npz(upload, settings.datasets_dir, limit)
         else:
-            stored = ingest.store_csv(upload, target, settings.datasets_dir)
+            stored = ingest.store_csv(upload, target, settings.datasets_dir, limit)
     except ingest.DatasetRejected as exc:
         raise InvalidDataset(str(exc)) from None
+    except ingest.StoredTooLarge as exc:
+        raise PayloadTooLarge(str(exc)) from None
     finally:
         upload.path.unlink(missing_ok=True)
     return datasets_repo.add(
@@ -51,8 +53,23 @@ def upload_dataset(
             format=file_format,
             sha256=upload.sha256,
             size_bytes=upload.size_bytes,
+            upload_bytes=upload.size_bytes,
             **_stored_fields(stored),
         ),
+    )
+
+
+def stored_limit(session: Session, settings: Settings, owner_id: str) -> ingest.StoredLimit:
+    """The tighter of MAX_DATASET_BYTES and what is left of the owner's OWNER_MAX_STORED_BYTES."""
+    room = owner_service.storage_room(session, settings, owner_id)
+    if room < settings.max_dataset_bytes:
+        return ingest.StoredLimit(
+            room,
+            f"the {room:,} bytes left of your stored-bytes quota: the limit is {settings.owner_max_stored_bytes:,} "
+            "(OWNER_MAX_STORED_BYTES). Delete datasets you no longer need",
+        )
+    return ingest.StoredLimit(
+        settings.max_dataset_bytes, f"the {settings.max_dataset_bytes:,}-byte limit for one dataset (MAX_DATASET_BYTES)"
     )
 
 
@@ -63,7 +80,13 @@ def create_side_effects_example(session: Session, settings: Settings, *, owner_i
     return datasets_repo.add(
         session,
         Dataset(
-            owner_id=owner_id, name=SIDE_EFFECTS_NAME, format="example", sha256=digest, size_bytes=size, **_stored_fields(stored)
+            owner_id=owner_id,
+            name=SIDE_EFFECTS_NAME,
+            format="example",
+            sha256=digest,
+            size_bytes=size,
+            upload_bytes=size,
+            **_stored_fields(stored),
         ),
     )
 
@@ -94,6 +117,7 @@ def delete_dataset(session: Session, settings: Settings, dataset_id: str, *, own
 def _stored_fields(stored: ingest.StoredArrays) -> dict[str, object]:
     return {
         "storage_key": stored.storage_key,
+        "stored_bytes": stored.stored_bytes,
         "n_samples": stored.n_samples,
         "x_shape": stored.x_shape,
         "y_shape": stored.y_shape,

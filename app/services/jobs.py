@@ -10,12 +10,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from app import ingest, lifecycle
 from app.db import session_scope
 from app.errors import Conflict, FieldError, InvalidSpec, JobNotFound, ModelNotReady
-from app.lifecycle import JobStatus
-from app.models import EpochMetric, Job, JobEvent
+from app.lifecycle import JobStatus, StopReason
+from app.models import Dataset, EpochMetric, Job, JobEvent
 from app.repositories import datasets as datasets_repo
 from app.repositories import jobs as jobs_repo
 from app.repositories.pagination import Page
+from app.services import audit as audit_service
 from app.services import owners as owner_service
+from app.services.audit import Action, AuditContext
 from app.services.spec_check import spec_checker
 from app.settings import Settings
 from app.specs import JobCreate
@@ -29,11 +31,20 @@ class _TrainingData:
     dataset_id: str
     storage_key: str
     n_train: int
+    validation_dataset_id: str | None = None
 
 
-def submit_job(session_factory: sessionmaker[Session], settings: Settings, payload: JobCreate, *, owner_id: str) -> Job:
+def submit_job(
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    payload: JobCreate,
+    *,
+    owner_id: str,
+    audit: AuditContext | None = None,
+) -> Job:
     """Check the spec against real Keras with no transaction open (it may take seconds), then write the
-    job and commit; the broker's doorbell rings after that commit (app.lifecycle.submit)."""
+    job, its audit record (`audit`: who is calling) and commit; the broker's doorbell rings after that
+    commit (app.lifecycle.submit)."""
     with session_scope(session_factory) as session:
         data = _training_data(session, settings, payload, owner_id=owner_id)
     training = payload.model_dump(mode="json", include={"model", "compile", "fit"})
@@ -53,11 +64,14 @@ def submit_job(session_factory: sessionmaker[Session], settings: Settings, paylo
             name=payload.name,
             tags=payload.tags,
             dataset_id=data.dataset_id,
+            validation_dataset_id=data.validation_dataset_id,
             spec={"dataset_id": data.dataset_id, **training},
             epochs_total=payload.fit.epochs,
             epochs_completed=0,
         )
         lifecycle.submit(session, job)
+        if audit is not None:
+            audit_service.record(session, audit, Action.JOB_SUBMIT, job.id)
         session.refresh(job)  # with its history, for the caller to read after the session is gone
         return job
 
@@ -79,8 +93,35 @@ def _training_data(session: Session, settings: Settings, payload: JobCreate, *, 
                 )
             ],
         )
+    validation_id = _validation_dataset(session, payload, dataset, owner_id=owner_id)
     owner_service.check_job_quota(session, settings, owner_id)
-    return _TrainingData(dataset.id, dataset.storage_key, n_train)
+    return _TrainingData(dataset.id, dataset.storage_key, n_train, validation_id)
+
+
+def _validation_dataset(session: Session, payload: JobCreate, dataset: Dataset, *, owner_id: str) -> str | None:
+    """fit.validation_dataset_id: another of the owner's datasets, with samples and labels shaped like the training set's."""
+    fit = payload.fit
+    if fit.validation_dataset_id is None:
+        return None
+    path = "fit.validation_dataset_id"
+    if fit.validation_split > 0:
+        raise InvalidSpec(
+            "give validation_split or validation_dataset_id, not both",
+            [FieldError(path, "give fit.validation_split or fit.validation_dataset_id, not both")],
+        )
+    validation = datasets_repo.get_owned(session, owner_id, fit.validation_dataset_id)
+    if validation is None:
+        raise InvalidSpec(
+            "the job names a validation dataset that does not exist",
+            [FieldError(path, f"no dataset with id {fit.validation_dataset_id!r}")],
+        )
+    for what, ours, theirs in (("samples", dataset.x_shape, validation.x_shape), ("labels", dataset.y_shape, validation.y_shape)):
+        if list(ours) != list(theirs):
+            raise InvalidSpec(
+                f"the validation dataset's {what} do not match the training dataset's",
+                [FieldError(path, f"its {what} have shape {tuple(theirs)}; the training dataset's have shape {tuple(ours)}")],
+            )
+    return validation.id
 
 
 def get_job(session: Session, job_id: str, *, owner_id: str) -> Job:
@@ -140,13 +181,28 @@ def keras_log(job: Job, epochs: list[EpochMetric]) -> str:
     """Keras' verbose=2 lines: `Epoch 3/20 - 0s - loss: 0.5748 - accuracy: 0.7010`."""
     lines = []
     for row in epochs:
-        ordered = sorted(row.logs.items(), key=lambda kv: (kv[0] != "loss", kv[0].startswith("val_")))
-        values = " - ".join(f"{key}: {value:.4f}" for key, value in ordered)
+        ordered = sorted(row.logs.items(), key=lambda kv: _log_order(kv[0]))
+        values = " - ".join(f"{key}: {_keras_number(value)}" for key, value in ordered)
         lines.append(f"Epoch {row.epoch}/{job.epochs_total} - {round(row.duration_s)}s - {values}")
+    if job.stop_reason == StopReason.EARLY_STOPPING:
+        # Keras' own words for it (EarlyStopping with verbose=1), then which epoch was best.
+        lines.append(f"Epoch {job.epochs_completed}: early stopping")
+        if job.best_epoch is not None:
+            lines.append(f"Best epoch: {job.best_epoch}")
     if job.error:
         lines.extend(job.error.get("traceback", []))
         lines.append(f"{job.error.get('type', 'Error')}: {job.error.get('message', '')}")
     return "\n".join(lines) + ("\n" if lines else "")
+
+
+def _log_order(key: str) -> tuple[bool, bool, bool]:
+    """loss first, then the other metrics, their val_ twins, and the learning rate last, as Keras prints them."""
+    return key == "learning_rate", key != "loss", key.startswith("val_")
+
+
+def _keras_number(value: float) -> str:
+    """Keras' progress-bar rule: four decimals, or scientific notation for small values (a learning rate of 1e-4)."""
+    return f"{value:.4f}" if abs(value) > 1e-3 else f"{value:.4e}"
 
 
 def model_file(session: Session, job_id: str, *, owner_id: str) -> Path:

@@ -16,6 +16,7 @@ from app.training.registry import (
     loss_classes,
     metric_classes,
     optimizer_classes,
+    schedule_classes,
     unsafe_config_reason,
 )
 
@@ -170,7 +171,28 @@ def _optimizer(spec: str | NamedObjectSpec) -> keras.optimizers.Optimizer:
             return keras.optimizers.get(spec)
         except ValueError:
             raise SpecError("compile.optimizer", f"unknown optimizer {spec!r}; known: {_names(optimizer_classes())}") from None
+    rate = spec.kwargs().get("learning_rate")
+    if isinstance(rate, dict):
+        extra = dict(spec.model_extra or {})
+        extra["learning_rate"] = _schedule("compile.optimizer.learning_rate", rate)
+        spec = NamedObjectSpec(type=spec.type, **extra)
     return _instantiate("compile.optimizer", spec, optimizer_classes(), "optimizer")
+
+
+def _schedule(path: str, config: dict[str, Any]) -> keras.optimizers.schedules.LearningRateSchedule:
+    """A learning-rate schedule from keras.optimizers.schedules, as {"type": "ExponentialDecay", **kwargs}
+    or as Keras serializes one ({"class_name": ..., "config": {...}})."""
+    if "class_name" in config:
+        _refuse_unsafe(path, config)
+        try:
+            return keras.optimizers.schedules.deserialize(config)
+        except Exception as exc:
+            raise SpecError(path, f"Keras could not rebuild the schedule: {clean_error(exc)}") from None
+    kind = config.get("type")
+    classes = schedule_classes()
+    if not isinstance(kind, str) or kind not in classes:
+        raise SpecError(f"{path}.type", f"unknown learning-rate schedule {kind!r}; known: {_names(classes)}")
+    return _instantiate(path, NamedObjectSpec.model_validate(config), classes, "learning-rate schedule")
 
 
 def _loss(spec: str | NamedObjectSpec) -> Any:

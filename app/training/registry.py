@@ -52,6 +52,12 @@ def optimizer_classes() -> dict[str, type]:
 
 
 @cache
+def schedule_classes() -> dict[str, type]:
+    base = keras.optimizers.schedules.LearningRateSchedule
+    return {name: cls for name, cls in _public_classes(keras.optimizers.schedules, base).items() if cls is not base}
+
+
+@cache
 def loss_classes() -> dict[str, type]:
     return _public_classes(keras.losses, keras.losses.Loss)
 

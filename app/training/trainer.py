@@ -18,6 +18,7 @@ import numpy as np
 
 from app.specs import TrainingSpec
 from app.training.builder import build_model, compile_model, training_split
+from app.training.callbacks import CallbackDriver, learning_rate
 from app.training.checkpoint import Checkpoint
 
 PROGRESS_INTERVAL_S = 0.25
@@ -30,6 +31,8 @@ class Outcome(enum.Enum):
     """How `train` ended; the worker turns it into a job status (app.lifecycle)."""
 
     COMPLETED = enum.auto()
+    # An EarlyStopping callback ended training before `fit.epochs`; the model is saved as on completion.
+    EARLY_STOPPED = enum.auto()
     CANCELLED = enum.auto()
     HANDED_BACK = enum.auto()
 
@@ -65,14 +68,17 @@ class NonFiniteLoss(Exception):
 
 
 class EpochReporter(keras.callbacks.Callback):
-    """Hands each finished epoch (1-based number, Keras' logs, wall seconds) to the hooks as it ends,
-    reports in-epoch progress a few times a second, and stops training at the next batch when asked."""
+    """Hands each finished epoch (1-based number, Keras' logs plus the epoch's learning rate, wall
+    seconds) to the job's callbacks and then the hooks as it ends, reports in-epoch progress a few
+    times a second, and stops training at the next batch when asked."""
 
     def __init__(self, hooks: TrainingHooks) -> None:
         super().__init__()
         self.hooks = hooks
         self.epoch = 0
         self.stopped = False
+        # Set by `train`: the job's callbacks and best-epoch tracker, which outlive each epoch's `fit`.
+        self.callbacks: CallbackDriver | None = None
         self._epoch_started = 0.0
         self._last_progress = 0.0
 
@@ -100,6 +106,11 @@ class EpochReporter(keras.callbacks.Callback):
         values = {key: float(value) for key, value in (logs or {}).items()}
         if "loss" in values and not math.isfinite(values["loss"]):
             raise NonFiniteLoss(f"loss became {values['loss']} in epoch {epoch + 1}")
+        rate = learning_rate(self.model)
+        if rate is not None:
+            values["learning_rate"] = rate  # the rate this epoch trained with, before a plateau cut
+        if self.callbacks is not None:
+            self.callbacks.epoch_end(epoch, values)
         self.hooks.epoch_finished(epoch + 1, values, duration)
 
 
@@ -136,23 +147,32 @@ def train(
     checkpoint: Checkpoint | None = None,
     checkpoint_interval_s: float = 0.0,
     in_memory: bool = True,
+    validation_data: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Outcome:
-    """Train (resuming from `checkpoint` if it holds one) and save the model when training completes.
+    """Train (resuming from `checkpoint` if it holds one) and save the model when training completes
+    or an EarlyStopping callback ends it.
 
-    With `in_memory=False`, `x` and `y` may be memory maps larger than memory: batches are gathered
-    one at a time instead of permuting the whole training set each epoch."""
+    `validation_data` is the dataset `fit.validation_dataset_id` names (instead of a split of `x`).
+    With `in_memory=False`, `x` and `y` (and the validation arrays) may be memory maps larger than
+    memory: batches are gathered one at a time instead of permuting the whole training set each epoch."""
     fit = spec.fit
     n_train = training_split(len(x), fit.validation_split)
     x_train, y_train = x[:n_train], y[:n_train]
     validation: Any = None
-    if n_train < len(x):
-        validation = (x[n_train:], y[n_train:]) if in_memory else StreamedBatches(x[n_train:], y[n_train:], fit.batch_size)
+    if validation_data is None and n_train < len(x):
+        validation_data = (x[n_train:], y[n_train:])
+    if validation_data is not None:
+        validation = validation_data if in_memory else StreamedBatches(*validation_data, fit.batch_size)
+    class_weight = {int(key): value for key, value in fit.class_weight.items()} if fit.class_weight else None
+    driver = CallbackDriver(fit, has_validation=validation is not None)
+    reporter.callbacks = driver
 
     keras.backend.clear_session()
     restored = checkpoint.load() if checkpoint else None
     if restored:
         model, state = restored
         start_epoch, seed = state["epoch"], state["seed"]
+        driver.restore(model, state.get("callbacks", {}), state["arrays"])
     else:
         seed = fit.seed if fit.seed is not None else secrets.randbelow(2**31)
         keras.utils.set_random_seed(seed)
@@ -162,9 +182,12 @@ def train(
             model, spec.compile, steps_per_execution=fit.steps_per_execution or min(AUTO_STEPS_PER_EXECUTION, steps_per_epoch)
         )
         start_epoch = 0
+        driver.start(model)
 
     last_checkpoint = time.monotonic()
     for epoch in range(start_epoch, fit.epochs):
+        if driver.stopped_early:  # resumed from the checkpoint of the epoch that stopped it
+            break
         order = epoch_order(seed, epoch, n_train) if fit.shuffle else None
         if not in_memory:
             data: dict[str, Any] = {"x": StreamedBatches(x_train, y_train, fit.batch_size, order)}
@@ -180,18 +203,21 @@ def train(
             validation_data=validation,
             verbose=0,
             callbacks=[reporter],
+            class_weight=class_weight,
         )
         if reporter.stopped:
             return Outcome.CANCELLED
-        hand_back = reporter.hooks.should_hand_back() and epoch + 1 < fit.epochs
+        hand_back = reporter.hooks.should_hand_back() and epoch + 1 < fit.epochs and not driver.stopped_early
         if checkpoint and (hand_back or time.monotonic() - last_checkpoint >= checkpoint_interval_s):
-            checkpoint.save(model, {"epoch": epoch + 1, "seed": seed})
+            callback_state, arrays = driver.state()
+            checkpoint.save(model, {"epoch": epoch + 1, "seed": seed, "callbacks": callback_state}, arrays)
             last_checkpoint = time.monotonic()
         if hand_back:
             return Outcome.HANDED_BACK
 
+    driver.finish()
     model_path.parent.mkdir(parents=True, exist_ok=True)
     partial = model_path.with_suffix(".partial.keras")
     model.save(partial)
     partial.replace(model_path)
-    return Outcome.COMPLETED
+    return Outcome.EARLY_STOPPED if driver.stopped_early else Outcome.COMPLETED

@@ -7,6 +7,7 @@ import numpy as np
 
 from app.specs import TrainingSpec
 from app.training.builder import SpecError, build_model, clean_error, compile_model
+from app.training.callbacks import make_callback
 
 
 def check_spec(spec_json: dict[str, Any], sample_x: np.ndarray, sample_y: np.ndarray) -> list[dict[str, str]]:
@@ -16,7 +17,7 @@ def check_spec(spec_json: dict[str, Any], sample_x: np.ndarray, sample_y: np.nda
         model = build_model(spec, sample_x.shape[1:], sample_x)
         compile_model(model, spec.compile, run_eagerly=True)
         try:
-            model.test_on_batch(sample_x, sample_y)
+            logs = model.test_on_batch(sample_x, sample_y, return_dict=True)
         except Exception as exc:
             output = getattr(model, "output_shape", None)
             raise SpecError(
@@ -25,12 +26,48 @@ def check_spec(spec_json: dict[str, Any], sample_x: np.ndarray, sample_y: np.nda
                 f"under loss {spec.compile.loss if isinstance(spec.compile.loss, str) else spec.compile.loss.type!r}: "
                 f"{clean_error(exc)}",
             ) from None
+        _check_callbacks(spec, model, set(logs))
     except SpecError as exc:
         return [{"path": exc.path, "message": exc.message}]
     finally:
         # No forced gc.collect(): it was 70 % of a check's time; Python's collector still runs on its own.
         keras.backend.clear_session(free_memory=False)
     return []
+
+
+def _check_callbacks(spec: TrainingSpec, model: keras.Model, metrics: set[str]) -> None:
+    """Each callback must monitor something the model reports, in a direction Keras can tell."""
+    has_validation = spec.fit.validation_split > 0 or spec.fit.validation_dataset_id is not None
+    available = metrics | ({f"val_{name}" for name in metrics} if has_validation else set())
+    for index, callback_spec in enumerate(spec.fit.callbacks):
+        path = f"fit.callbacks[{index}]"
+        callback = make_callback(callback_spec)
+        if callback is None:
+            continue
+        monitor = callback.monitor
+        if monitor not in available and monitor != "learning_rate":
+            hint = (
+                ""
+                if has_validation or not monitor.startswith("val_")
+                else ("; val_ metrics need fit.validation_split or fit.validation_dataset_id")
+            )
+            raise SpecError(
+                f"{path}.monitor", f"the model reports no {monitor!r}; it reports {', '.join(sorted(available))}{hint}"
+            )
+        if isinstance(callback, keras.callbacks.ReduceLROnPlateau) and _has_schedule(model):
+            raise SpecError(
+                f"{path}.type",
+                "ReduceLROnPlateau cannot change a learning rate that a schedule sets (compile.optimizer.learning_rate)",
+            )
+        callback.set_model(model)
+        try:
+            callback._set_monitor_op()
+        except ValueError as exc:
+            raise SpecError(f"{path}.mode", clean_error(exc)) from None
+
+
+def _has_schedule(model: keras.Model) -> bool:
+    return isinstance(getattr(model.optimizer, "_learning_rate", None), keras.optimizers.schedules.LearningRateSchedule)
 
 
 def warm_up() -> None:

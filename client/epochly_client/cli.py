@@ -1,6 +1,7 @@
 """`epochly`: upload data, submit jobs and follow them from a terminal or a script."""
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,7 +23,10 @@ EXIT_USAGE = 64
 app = typer.Typer(help="Train Keras models on an Epochly service.", no_args_is_help=True, add_completion=False)
 datasets_app = typer.Typer(help="Upload and list datasets.", no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
-keys_app = typer.Typer(help="Server-side: create API keys (run where the Epochly server is installed).", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="API keys: your own over HTTP, or any owner's with --owner on the server (straight to its database).",
+    no_args_is_help=True,
+)
 app.add_typer(keys_app, name="keys")
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -37,6 +41,9 @@ def connect(
     api_key: Annotated[str | None, typer.Option(envvar="EPOCHLY_API_KEY", help="API key (Bearer)")] = None,
 ) -> None:
     ctx.obj = Client(url, api_key=api_key)
+    # `keys revoke` goes over HTTP when a URL was given, else to the server's database.
+    source = ctx.get_parameter_source("url")
+    ctx.meta["url_given"] = getattr(source, "name", None) in ("COMMANDLINE", "ENVIRONMENT")
     ctx.call_on_close(ctx.obj.close)
 
 
@@ -81,15 +88,123 @@ def datasets_list(ctx: typer.Context, limit: int = 50, as_json: JsonOpt = False)
     out.print(table)
 
 
-@keys_app.command("create")
-def keys_create(owner: Annotated[str, typer.Option(help="Owner name; created if new")]) -> None:
-    """Create an API key for OWNER in the server's database (DATABASE_URL) and print it once."""
+DURATION = re.compile(r"^([0-9]+)([dhms])$")
+DURATION_S = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def _duration_s(text: str | None) -> int | None:
+    if text is None:
+        return None
+    match = DURATION.match(text.strip())
+    if match is None or int(match.group(1)) == 0:
+        raise typer.BadParameter(f"{text!r}: give a duration such as 30d, 12h or 90s")
+    return int(match.group(1)) * DURATION_S[match.group(2)]
+
+
+def _server_admin() -> Any:
     try:
-        from app.admin import create_api_key
+        from app import admin
     except ImportError:
-        err.print("error: `epochly keys` writes to the server's database; run it where the Epochly server is installed")
+        err.print("error: --owner works on the server's database; run it where the Epochly server is installed")
         raise typer.Exit(EXIT_FAILED) from None
-    print(create_api_key(owner))
+    return admin
+
+
+OwnerOpt = Annotated[
+    str | None, typer.Option(help="Server-side: this owner's keys, straight in the server's database (DATABASE_URL)")
+]
+
+
+@keys_app.command("create")
+def keys_create(
+    ctx: typer.Context,
+    owner: OwnerOpt = None,
+    name: Annotated[str, typer.Option(help="A label, to tell keys apart")] = "key",
+    scope: Annotated[str | None, typer.Option(help="read (GET routes and streams) or write (everything)")] = None,
+    expires_in: Annotated[str | None, typer.Option("--expires-in", help="e.g. 30d, 12h or 90s; default: never")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a key and print it once: yours over HTTP, or with --owner in the server's database."""
+    if scope not in (None, "read", "write"):
+        raise typer.BadParameter("--scope is read or write")
+    expires_in_s = _duration_s(expires_in)
+    if owner is not None:
+        print(_server_admin().create_api_key(owner, name=name, scope=scope or "write", expires_in_s=expires_in_s))
+        return
+    created = ctx.obj.create_key(name=name, scope=scope, expires_in_s=expires_in_s)
+    if as_json:
+        _print_json(created)
+    else:
+        print(created["key"])
+
+
+@keys_app.command("list")
+def keys_list(ctx: typer.Context, owner: OwnerOpt = None, as_json: JsonOpt = False) -> None:
+    """List keys (never the keys themselves): yours over HTTP, or with --owner in the server's database."""
+    if owner is not None:
+        keys = _server_admin().list_api_keys(owner)
+    else:
+        keys, cursor = ctx.obj.keys(limit=200)
+        while cursor:
+            more, cursor = ctx.obj.keys(limit=200, cursor=cursor)
+            keys += more
+    if as_json:
+        _print_json(keys)
+        return
+    table = Table("id", "name", "prefix", "scope", "created", "expires", "last used", "revoked")
+    for k in keys:
+        table.add_row(
+            k["id"],
+            k["name"],
+            k["prefix"],
+            k["scope"],
+            k["created_at"],
+            k["expires_at"] or "",
+            k["last_used_at"] or "",
+            k["revoked_at"] or "",
+        )
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(ctx: typer.Context, key_id: str) -> None:
+    """Revoke a key at once: over HTTP when EPOCHLY_URL (or --url) is set, else in the server's database."""
+    if ctx.meta.get("url_given"):
+        ctx.obj.revoke_key(key_id)
+    else:
+        admin = _server_admin()
+        from app.errors import KeyNotFound
+
+        try:
+            admin.revoke_api_key(key_id)
+        except KeyNotFound as exc:
+            err.print(f"error: {exc}")
+            raise typer.Exit(EXIT_FAILED) from None
+    out.print(f"{key_id} revoked")
+
+
+@app.command()
+def audit(
+    ctx: typer.Context,
+    after: Annotated[int, typer.Option(help="Only records after this id")] = 0,
+    limit: Annotated[int, typer.Option(help="At most this many records")] = 200,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show your audit log, oldest first: every state-changing call."""
+    records: list[dict[str, Any]] = []
+    cursor: int | str | None = after
+    while cursor is not None and len(records) < limit:
+        page, cursor = ctx.obj.audit(after=cursor, limit=min(200, limit - len(records)))
+        records += page
+    if as_json:
+        _print_json(records)
+        return
+    table = Table("id", "at", "action", "target", "key", "client", "outcome")
+    for r in records:
+        table.add_row(
+            str(r["id"]), r["at"], r["action"], r["target_id"] or "", r["key_id"] or "", r["client"] or "", r["outcome"]
+        )
+    out.print(table)
 
 
 @app.command()
@@ -140,6 +255,9 @@ def show(ctx: typer.Context, job_id: str, as_json: JsonOpt = False) -> None:
     out.print(_job_table([job]))
     for entry in job.raw.get("history", []):
         out.print(f"  {entry['at']}  {entry['status']:<10} {entry['message']}")
+    if job.stop_reason:
+        best = f", best epoch {job.best_epoch}" if job.best_epoch else ""
+        out.print(f"stop reason: {job.stop_reason}{best}", highlight=False)
     if job.error:
         out.print(f"[red]{job.error['type']}: {job.error['message']}[/red]")
 
@@ -178,6 +296,60 @@ def example(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     raise typer.Exit(_follow(ctx.obj, job.id, as_json))
 
 
+@app.command()
+def evaluate(
+    ctx: typer.Context,
+    job_id: str,
+    dataset: Annotated[str, typer.Option(help="Dataset id to evaluate on")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Evaluate a trained model on a dataset: Keras' model.evaluate numbers."""
+    result = ctx.obj.evaluate(job_id, dataset)
+    if as_json:
+        _print_json(result)
+        return
+    values = " - ".join(f"{k}: {v:.4f}" for k, v in result.items() if k != "samples")
+    out.print(f"{values} - samples: {result['samples']}", highlight=False)
+
+
+@app.command()
+def predict(
+    ctx: typer.Context,
+    job_id: str,
+    inputs: Annotated[
+        str | None,
+        typer.Option(help="JSON rows of raw features, e.g. '[[20], [90]]', or @rows.json; printed as JSON"),
+    ] = None,
+    file: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help=".npz, .npy or CSV of inputs (big batches)")
+    ] = None,
+    dataset: Annotated[str | None, typer.Option(help="Predict on this dataset's features")] = None,
+    output: Annotated[Path | None, typer.Option("--out", help="With --file or --dataset: where to write the predictions")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="npy or csv (default: npy, or csv for a CSV file)")] = None,
+) -> None:
+    """Predict with a trained model: JSON rows in and out, or a file / dataset in and a .npy or CSV file out."""
+    if sum(x is not None for x in (inputs, file, dataset)) != 1:
+        err.print("error: give exactly one of --inputs, --file or --dataset")
+        raise typer.Exit(EXIT_USAGE)
+    if inputs is not None:
+        text = Path(inputs[1:]).read_text() if inputs.startswith("@") else inputs
+        try:
+            rows = json.loads(text)
+        except ValueError as exc:
+            err.print(f"error: --inputs is not JSON: {exc}")
+            raise typer.Exit(EXIT_USAGE) from None
+        print(json.dumps(ctx.obj.predict(job_id, rows)))
+        return
+    suffix = fmt or ("csv" if file is not None and file.suffix.lower() == ".csv" else "npy")
+    target = output or Path(f"{job_id}-predictions.{suffix}")
+    if file is not None:
+        written = ctx.obj.predict_file(job_id, file, target, format=fmt)
+    else:
+        assert dataset is not None
+        written = ctx.obj.predict_dataset(job_id, dataset, target, format=suffix)
+    err.print(f"predictions written to {written}", highlight=False)
+
+
 def _follow(client: Client, job_id: str, as_json: bool) -> int:
     total = client.get(job_id).epochs_total
     final_status = "unknown"
@@ -204,6 +376,8 @@ def _follow(client: Client, job_id: str, as_json: bool) -> int:
                 bar.console.print(f"{event.data['status']}: {event.data['message']}", highlight=False)
             elif event.type == "end":
                 final_status = event.data["status"]
+                if not as_json and final_status == JobStatus.SUCCEEDED and (line := client.get(job_id).stop_line()):
+                    bar.console.print(line, highlight=False)
     exit_codes: dict[str, int] = {JobStatus.SUCCEEDED: 0, JobStatus.CANCELLED: EXIT_CANCELLED}
     return exit_codes.get(final_status, EXIT_FAILED)
 

@@ -42,12 +42,16 @@ class Client:
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         response = self._http.request(method, path, **kwargs)
         if response.status_code >= 400:
-            try:
-                problem = response.json()
-            except ValueError:
-                problem = {"detail": response.text or response.reason_phrase}
-            raise EpochlyError(response.status_code, problem if isinstance(problem, dict) else {"detail": str(problem)})
+            self._raise(response)
         return response
+
+    @staticmethod
+    def _raise(response: httpx.Response) -> None:
+        try:
+            problem = response.json()
+        except ValueError:
+            problem = {"detail": response.text or response.reason_phrase}
+        raise EpochlyError(response.status_code, problem if isinstance(problem, dict) else {"detail": str(problem)})
 
     # Datasets
     def upload_dataset(self, path: str | Path, *, target: str | None = None, name: str | None = None) -> Dataset:
@@ -91,6 +95,38 @@ class Client:
         path.write_bytes(self._request("GET", f"/v1/jobs/{job_id}/model").content)
         return path
 
+    # Using a trained model (the job must have succeeded)
+    def evaluate(self, job_id: str, dataset_id: str) -> dict[str, float]:
+        """`loss`, each compiled metric and `samples`: the numbers of Keras' `model.evaluate` on the dataset."""
+        return dict(self._request("POST", f"/v1/jobs/{job_id}/evaluate", json={"dataset_id": dataset_id}).json())
+
+    def predict(self, job_id: str, inputs: list[Any] | dict[str, Any]) -> Any:
+        """Predictions for rows of raw features, `[[...], ...]` (or rows by input name for several inputs)."""
+        return self._request("POST", f"/v1/jobs/{job_id}/predict", json={"inputs": inputs}).json()["predictions"]
+
+    def predict_file(self, job_id: str, inputs: str | Path, out: str | Path, *, format: str | None = None) -> Path:
+        """Predictions for a .npz / .npy / CSV file of inputs, written to `out` as .npy (or CSV)."""
+        inputs = Path(inputs)
+        with inputs.open("rb") as f:
+            data = {"format": format} if format else {}
+            return self._download("POST", f"/v1/jobs/{job_id}/predict", out, files={"file": (inputs.name, f)}, data=data)
+
+    def predict_dataset(self, job_id: str, dataset_id: str, out: str | Path, *, format: str = "npy") -> Path:
+        """Predictions for every sample of one of your datasets, written to `out` as .npy or CSV."""
+        body = {"dataset_id": dataset_id, "format": format}
+        return self._download("POST", f"/v1/jobs/{job_id}/predict", out, json=body)
+
+    def _download(self, method: str, path: str, out: str | Path, **kwargs: Any) -> Path:
+        out = Path(out)
+        with self._http.stream(method, path, **kwargs) as response:
+            if response.status_code >= 400:
+                response.read()
+                self._raise(response)
+            with out.open("wb") as f:
+                for chunk in response.iter_bytes(1024 * 1024):
+                    f.write(chunk)
+        return out
+
     def stream(self, job_id: str, *, last_event_id: str | None = None) -> Iterator[Event]:
         """Every event of a job until `end`, reconnecting with Last-Event-ID if the connection drops."""
         while True:
@@ -110,6 +146,24 @@ class Client:
                             return
             except (httpx.TransportError, httpx.RemoteProtocolError):
                 time.sleep(RECONNECT_DELAY_S)
+
+    # API keys (the caller's own) and the audit log
+    def create_key(self, *, name: str = "key", scope: str | None = None, expires_in_s: int | None = None) -> dict[str, Any]:
+        """A new key for the caller's owner: its record plus, this once, the key itself in `key`."""
+        body = _params(name=name, scope=scope, expires_in_s=expires_in_s)
+        return dict(self._request("POST", "/v1/keys", json=body).json())
+
+    def keys(self, *, limit: int = 50, cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        page = self._request("GET", "/v1/keys", params=_params(limit=limit, cursor=cursor)).json()
+        return list(page["items"]), page["next_cursor"]
+
+    def revoke_key(self, key_id: str) -> None:
+        self._request("DELETE", f"/v1/keys/{key_id}")
+
+    def audit(self, *, after: int | str | None = None, limit: int = 50) -> tuple[list[dict[str, Any]], str | None]:
+        """The caller's audit records, oldest first, after record id `after`."""
+        page = self._request("GET", "/v1/audit", params=_params(after=after, limit=limit)).json()
+        return list(page["items"]), page["next_cursor"]
 
     def wait(self, job_id: str) -> Job:
         """Block until the job finishes; returns its final state."""

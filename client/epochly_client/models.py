@@ -45,8 +45,9 @@ class Epoch:
 
     def keras_line(self, epochs_total: int) -> str:
         """Keras' verbose=2 line: `Epoch 3/20 - 0s - loss: 0.5748 - accuracy: 0.7010`."""
-        ordered = sorted(self.logs.items(), key=lambda kv: (kv[0] != "loss", kv[0].startswith("val_")))
-        values = " - ".join(f"{key}: {value:.4f}" for key, value in ordered)
+        # loss first, the learning rate last; small values in Keras' scientific notation (1.0000e-04)
+        ordered = sorted(self.logs.items(), key=lambda kv: (kv[0] == "learning_rate", kv[0] != "loss", kv[0].startswith("val_")))
+        values = " - ".join(f"{key}: {value:.4f}" if abs(value) > 1e-3 else f"{key}: {value:.4e}" for key, value in ordered)
         return f"Epoch {self.epoch}/{epochs_total} - {round(self.duration_s)}s - {values}"
 
 
@@ -65,6 +66,24 @@ class Job:
     @property
     def done(self) -> bool:
         return self.status in TERMINAL
+
+    @property
+    def stop_reason(self) -> str | None:
+        """completed, early_stopping, nan_loss or cancelled once training has ended."""
+        return self.raw.get("stop_reason")
+
+    @property
+    def best_epoch(self) -> int | None:
+        return self.raw.get("best_epoch")
+
+    def stop_line(self) -> str | None:
+        """Why training ended, in one line, for a job that stopped before its last epoch."""
+        if self.stop_reason == "early_stopping":
+            best = f"; best epoch {self.best_epoch}" if self.best_epoch else ""
+            return f"stopped early by EarlyStopping after epoch {self.epochs_completed} of {self.epochs_total}{best}"
+        if self.stop_reason == "nan_loss":
+            return f"stopped: the loss became NaN or infinite in epoch {self.epochs_completed + 1}"
+        return None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Job":

@@ -226,3 +226,49 @@ def test_postgres_restart_mid_job_loses_no_epoch_and_does_not_pause_training(tmp
             assert max(gaps) < outage_s / 2, gaps  # epochs kept ending on time while the database was away
     finally:
         postgres.remove()
+
+
+def test_worker_killed_mid_run_with_early_stopping_and_plateau_resumes_their_state_and_stops_at_the_same_epoch(tmp_path):
+    """Exact resume includes callback state: EarlyStopping's wait, best value and best weights and
+    ReduceLROnPlateau's wait and cooldown come back from the checkpoint, so the resumed job stops at the
+    same epoch, with the same per-epoch losses and learning rates, as the uninterrupted one."""
+    import io
+
+    import numpy as np
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(6000, 3)).astype(np.float32)
+    y = ((x[:, 0] + 0.5 * x[:, 1] > 0) ^ (rng.random(6000) < 0.25)).astype(np.int32)
+    buffer = io.BytesIO()
+    np.savez(buffer, x=x, y=y)
+    spec = {
+        "model": {"layers": [{"type": "Dense", "units": 32, "activation": "relu"}, {"type": "Dropout", "rate": 0.2},
+                             {"type": "Dense", "units": 2, "activation": "softmax"}]},
+        "compile": {"optimizer": {"type": "Adam", "learning_rate": 0.02}, "loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]},
+        "fit": {"epochs": 100, "batch_size": 8, "steps_per_execution": 1, "seed": 9, "validation_split": 0.3, "normalize": "standard",
+                "callbacks": [
+                    {"type": "EarlyStopping", "monitor": "val_loss", "patience": 4, "min_delta": 0.001, "restore_best_weights": True},
+                    {"type": "ReduceLROnPlateau", "monitor": "val_loss", "patience": 1, "factor": 0.5, "cooldown": 1},
+                ]},
+    }
+    with cluster(tmp_path) as c:
+        c.start_worker()
+        dataset_id = c.http.post("/v1/datasets", files={"file": ("noisy.npz", buffer.getvalue())}).json()["id"]
+        whole_id = c.http.post("/v1/jobs", json={"dataset_id": dataset_id, **spec}).json()["id"]
+        whole = wait_until_done(c.http, whole_id, timeout_s=400)
+        assert whole["status"] == "succeeded" and whole["stop_reason"] == "early_stopping", whole
+        stopped_at = whole["epochs_completed"]
+        kill_after = whole["best_epoch"] + 1  # EarlyStopping is waiting, with best weights kept, when the worker dies
+        assert kill_after < stopped_at < 100
+
+        job_id = c.http.post("/v1/jobs", json={"dataset_id": dataset_id, **spec}).json()["id"]
+        wait_for_epoch(c.http, job_id, kill_after, timeout_s=300)
+        c.workers[0].kill()
+        assert c.http.get(f"/v1/jobs/{job_id}").json()["status"] == "running"
+        c.start_worker()
+        job = wait_until_done(c.http, job_id, timeout_s=400)
+        assert job["status"] == "succeeded", job
+        assert [a["outcome"] for a in job["attempts"]] == ["worker lost", "succeeded"]
+        assert job["stop_reason"] == "early_stopping" and job["epochs_completed"] == stopped_at
+        assert (job["best_epoch"], job["best"]) == (whole["best_epoch"], whole["best"])
+        assert_same_losses(epoch_logs(c.http, job_id), epoch_logs(c.http, whole_id))

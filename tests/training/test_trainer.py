@@ -47,7 +47,7 @@ def run(training_spec, x, y, tmp_path, hooks=None):
 def test_each_epoch_is_reported_once_in_order_with_keras_logs(data, tmp_path):
     _, rows = run(spec(validation_split=0.25), *data, tmp_path)
     assert [r[0] for r in rows] == [1, 2, 3]
-    assert set(rows[0][1]) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert set(rows[0][1]) == {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"}
     assert all(r[2] > 0 for r in rows)
     assert (tmp_path / "m.keras").is_file()
 

@@ -4,11 +4,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
 
-from app.api.deps import CursorQuery, OwnerDep, SessionDep, SettingsDep
+from app.api.deps import AuditDep, CursorQuery, OwnerDep, SessionDep, SettingsDep
 from app.api.problems import problems
 from app.api.schemas import DatasetPage, DatasetRead
 from app.models import Dataset
+from app.services import audit as audit_service
 from app.services import datasets as dataset_service
+from app.services.audit import Action
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 # The transport ceiling for uploads; the deployment's own cap (MAX_UPLOAD_BYTES) is enforced while
@@ -40,6 +42,7 @@ def create_dataset(
     session: SessionDep,
     settings: SettingsDep,
     response: Response,
+    audit: AuditDep,
     file: Annotated[UploadFile, File(description="CSV (header row, numeric columns) or .npz with arrays x and y")],
     name: Annotated[str | None, Form(max_length=200, description="Defaults to the file name")] = None,
     target: Annotated[str | None, Form(max_length=200, description="CSV only: the label column; default the last")] = None,
@@ -47,6 +50,7 @@ def create_dataset(
     dataset = dataset_service.upload_dataset(
         session, settings, owner_id=owner.id, stream=file.file, filename=file.filename, name=name, target=target
     )
+    audit_service.record(session, audit, Action.DATASET_UPLOAD, dataset.id)
     session.commit()
     response.headers["Location"] = f"/v1/datasets/{dataset.id}"
     return dataset
@@ -59,8 +63,11 @@ def create_dataset(
     responses=CREATED,
     summary="Create the Keras tutorial's side-effects dataset (2100 samples, seeded)",
 )
-def create_side_effects_dataset(owner: OwnerDep, session: SessionDep, settings: SettingsDep, response: Response) -> Dataset:
+def create_side_effects_dataset(
+    owner: OwnerDep, session: SessionDep, settings: SettingsDep, response: Response, audit: AuditDep
+) -> Dataset:
     dataset = dataset_service.create_side_effects_example(session, settings, owner_id=owner.id)
+    audit_service.record(session, audit, Action.DATASET_UPLOAD, dataset.id)
     session.commit()
     response.headers["Location"] = f"/v1/datasets/{dataset.id}"
     return dataset
@@ -88,7 +95,8 @@ def get_dataset(dataset_id: str, owner: OwnerDep, session: SessionDep) -> Datase
     responses=problems(404, 409),
     summary="Delete a dataset (409 while a queued or running job uses it)",
 )
-def delete_dataset(dataset_id: str, owner: OwnerDep, session: SessionDep, settings: SettingsDep) -> Response:
+def delete_dataset(dataset_id: str, owner: OwnerDep, session: SessionDep, settings: SettingsDep, audit: AuditDep) -> Response:
     dataset_service.delete_dataset(session, settings, dataset_id, owner_id=owner.id)
+    audit_service.record(session, audit, Action.DATASET_DELETE, dataset_id)
     session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -19,7 +19,7 @@ from fastapi.responses import StreamingResponse
 from app.api.deps import OwnerDep, SessionDep
 from app.api.problems import problems
 from app.db import session_scope
-from app.events.hub import encoded_data
+from app.events.hub import REVOKED, encoded_data
 from app.events.messages import epoch_message, status_message
 from app.lifecycle import TERMINAL
 from app.services import jobs as job_service
@@ -91,12 +91,14 @@ async def stream_job_events(
     after: Annotated[str | None, Query(description="Same as Last-Event-ID, for clients that cannot set headers")] = None,
 ) -> EventStream:
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return EventStream(_events(request.app.state, owner.id, job_id, Cursor(last_event_id or after)), headers=headers)
+    key_id = request.state.key.key_id
+    return EventStream(_events(request.app.state, owner.id, job_id, Cursor(last_event_id or after), key_id), headers=headers)
 
 
-async def _events(state: Any, owner_id: str, job_id: str, cursor: Cursor) -> AsyncIterator[bytes]:
+async def _events(state: Any, owner_id: str, job_id: str, cursor: Cursor, key_id: str) -> AsyncIterator[bytes]:
     # Subscribe before reading the backlog, so nothing published in between is missed.
     queue = state.hub.subscribe(job_id)
+    state.hub.track_key(key_id, queue)  # a revoked key's stream is closed
     try:
         read_database = True
         while True:
@@ -115,6 +117,8 @@ async def _events(state: Any, owner_id: str, job_id: str, cursor: Cursor) -> Asy
                 yield KEEPALIVE
                 continue
             kind, epoch = message["type"], message.get("epoch", 0)
+            if kind == REVOKED:
+                return
             if kind == "progress" and epoch == cursor.epoch + 1:
                 yield frame("progress", cursor.id(message["batch"]), encoded_data(message))
             elif kind == "epoch" and epoch == cursor.epoch + 1:
@@ -125,6 +129,7 @@ async def _events(state: Any, owner_id: str, job_id: str, cursor: Cursor) -> Asy
                 read_database = True
     finally:
         state.hub.unsubscribe(job_id, queue)
+        state.hub.untrack_key(key_id, queue)
 
 
 async def _backlog(state: Any, owner_id: str, job_id: str, cursor: Cursor) -> tuple[str, list[bytes]]:

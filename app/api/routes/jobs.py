@@ -5,16 +5,27 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import FileResponse, PlainTextResponse
 
-from app.api.deps import CursorQuery, OwnerDep, SessionDep, SessionFactoryDep, SettingsDep
+from app.api.deps import AuditDep, CursorQuery, OwnerDep, SessionDep, SessionFactoryDep, SettingsDep
 from app.api.problems import problems
 from app.api.schemas import EpochRead, JobPage, JobRead, MetricsRead
 from app.lifecycle import JobStatus
 from app.models import Job
+from app.services import audit as audit_service
 from app.services import jobs as job_service
+from app.services.audit import Action
 from app.specs import MAX_EPOCHS, JobCreate
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
-JOB_ID_OPERATIONS = ("get_job", "cancel_job", "get_job_metrics", "get_job_log", "get_job_model", "stream_job_events")
+JOB_ID_OPERATIONS = (
+    "get_job",
+    "cancel_job",
+    "get_job_metrics",
+    "get_job_log",
+    "get_job_model",
+    "stream_job_events",
+    "evaluate_job",
+    "predict_job",
+)
 
 
 @router.post(
@@ -37,9 +48,14 @@ JOB_ID_OPERATIONS = ("get_job", "cancel_job", "get_job_metrics", "get_job_log", 
     description="The job is queued once it is stored, even while the broker is away: the scheduler sends it then.",
 )
 def create_job(
-    payload: JobCreate, owner: OwnerDep, session_factory: SessionFactoryDep, settings: SettingsDep, response: Response
+    payload: JobCreate,
+    owner: OwnerDep,
+    session_factory: SessionFactoryDep,
+    settings: SettingsDep,
+    response: Response,
+    audit: AuditDep,
 ) -> Job:
-    job = job_service.submit_job(session_factory, settings, payload, owner_id=owner.id)
+    job = job_service.submit_job(session_factory, settings, payload, owner_id=owner.id, audit=audit)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return job
 
@@ -77,8 +93,9 @@ def get_job(job_id: str, owner: OwnerDep, session: SessionDep, request: Request)
     responses=problems(404, 409),
     summary="Cancel a job: a queued job never starts; a running one stops at the next step boundary (see fit.steps_per_execution) and keeps its epochs",
 )
-def cancel_job(job_id: str, owner: OwnerDep, session: SessionDep, request: Request) -> JobRead:
+def cancel_job(job_id: str, owner: OwnerDep, session: SessionDep, request: Request, audit: AuditDep) -> JobRead:
     job = job_service.cancel_job(session, job_id, owner_id=owner.id)
+    audit_service.record(session, audit, Action.JOB_CANCEL, job_id)
     session.commit()
     return job_read(request, job)
 

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 
 from app.api.deps import OwnerDep
 from app.api.routes.events import KEEPALIVE, RETRY_MS, EventStream
-from app.events.hub import owner_encoded_data
+from app.events.hub import REVOKED, owner_encoded_data
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
@@ -42,11 +42,12 @@ EVENT_TYPES = frozenset({"status", "epoch", "progress"})
 )
 async def stream_owner_events(owner: OwnerDep, request: Request) -> EventStream:
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return EventStream(_events(request.app.state, owner.id), headers=headers)
+    return EventStream(_events(request.app.state, owner.id, request.state.key.key_id), headers=headers)
 
 
-async def _events(state: Any, owner_id: str) -> AsyncIterator[bytes]:
+async def _events(state: Any, owner_id: str, key_id: str) -> AsyncIterator[bytes]:
     queue = state.hub.subscribe_owner(owner_id)
+    state.hub.track_key(key_id, queue)  # a revoked key's stream is closed
     try:
         yield f"retry: {RETRY_MS}\nevent: ready\ndata: {{}}\n\n".encode()
         while True:
@@ -55,7 +56,10 @@ async def _events(state: Any, owner_id: str) -> AsyncIterator[bytes]:
             except TimeoutError:
                 yield KEEPALIVE
                 continue
+            if message["type"] == REVOKED:
+                return
             if message["type"] in EVENT_TYPES:
                 yield b"event: " + message["type"].encode() + b"\ndata: " + owner_encoded_data(message) + b"\n\n"
     finally:
         state.hub.unsubscribe_owner(owner_id, queue)
+        state.hub.untrack_key(key_id, queue)

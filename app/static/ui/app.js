@@ -376,6 +376,7 @@ async function jobPage(jobId) {
   const lossStat = h("div", { class: "value" });
   const accStat = h("div", { class: "value" });
   const errorBox = h("div");
+  const stopBox = h("div", { id: "stop-reason" });
   const details = h("dl", { class: "kv" });
   const attempts = h("tbody");
   const history = h("tbody");
@@ -387,7 +388,7 @@ async function jobPage(jobId) {
       h("h1", {}, job.name || "Untitled job"), statusEl, h("span", { class: "muted mono small" }, job.id),
       h("span", { class: "spacer" }),
       h("a", { class: "btn", href: "/ui/compare?jobs=" + job.id }, "Compare…"), download, cancelBtn),
-    errorBox,
+    errorBox, stopBox,
     h("div", { class: "panel stats" },
       h("div", { class: "stat" }, h("div", { class: "label" }, "Epoch"), epochStat, epochBars),
       h("div", { class: "stat" }, h("div", { class: "label" }, "Loss"), lossStat),
@@ -450,6 +451,11 @@ async function jobPage(jobId) {
     download.hidden = job.status !== "succeeded";
     errorBox.replaceChildren(job.error ? h("div", { class: "errorbox", id: "job-error" },
       h("strong", {}, job.error.type), ": ", job.error.message, job.error.epoch ? h("span", { class: "muted" }, ` (epoch ${job.error.epoch})`) : "") : "");
+    // Why training ended (stop_reason), and the best epoch by the job's EarlyStopping rule.
+    const stopWords = { completed: "completed all epochs", early_stopping: `stopped early by EarlyStopping after epoch ${job.epochs_completed} of ${job.epochs_total}`,
+      nan_loss: "stopped: the loss became NaN or infinite", cancelled: "cancelled" };
+    stopBox.replaceChildren(job.stop_reason ? h("div", { class: "muted" }, "Stop reason: ", h("strong", {}, stopWords[job.stop_reason] || job.stop_reason),
+      job.best_epoch ? ` · best epoch ${job.best_epoch}` : "") : "");
     $("#attempt-count").textContent = String(job.attempts.length);
     const spec = job.spec || {};
     const pairs = [["Dataset", job.dataset_id || "—"], ["Worker", job.worker || "—"], ["Created", when(job.created_at)],

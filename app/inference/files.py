@@ -1,0 +1,170 @@
+"""Big prediction inputs as `.npy` files on disk, for the helper to memory-map: an uploaded .npz,
+.npy or CSV is streamed there; a stored dataset is there already."""
+
+import csv
+import math
+import shutil
+import uuid
+import zipfile
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import pyarrow as pa
+from pyarrow import csv as pa_csv
+
+from app import ingest
+from app.errors import FieldError, InvalidInput, PayloadTooLarge
+from app.inference.signature import Signature
+from app.inference.validate import check_array
+
+CHUNK = 1024 * 1024
+NPY_MAGIC = b"\x93NUMPY"
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+def _refuse(message: str) -> InvalidInput:
+    return InvalidInput(f"file: {message}", [FieldError("file", message)])
+
+
+def work_path(work_dir: Path, suffix: str) -> Path:
+    work_dir.mkdir(parents=True, exist_ok=True)
+    return work_dir / f"{uuid.uuid4().hex}{suffix}"
+
+
+def receive_inputs(stream: BinaryIO, work_dir: Path, max_bytes: int, signature: Signature) -> dict[str, Path]:
+    """Stream an upload to disk and turn it into one checked `.npy` per model input. The caller
+    removes the returned files (and nothing is left behind on a refusal)."""
+    try:
+        upload = ingest.receive(stream, work_dir, max_bytes)
+    except ingest.UploadTooLarge as exc:
+        raise PayloadTooLarge(str(exc)) from None
+    made: dict[str, Path] = {}
+    try:
+        if upload.size_bytes == 0:
+            raise _refuse("the file is empty")
+        with upload.path.open("rb") as f:
+            magic = f.read(6)
+        if magic.startswith(ZIP_MAGIC):
+            _from_npz(upload.path, work_dir, signature, made)
+        elif magic == NPY_MAGIC:
+            only = _only_input(signature, "a .npy")
+            made[only] = upload.path.rename(upload.path.with_suffix(".npy"))
+        else:
+            only = _only_input(signature, "a CSV")
+            made[only] = work_path(work_dir, ".npy")
+            _csv_to_npy(upload.path, made[only], np.dtype(signature.inputs[0].dtype))
+        for name, path in made.items():
+            made[name] = _checked(path, signature, name)
+        return made
+    except BaseException:
+        for path in made.values():
+            path.unlink(missing_ok=True)
+        raise
+    finally:
+        upload.path.unlink(missing_ok=True)
+
+
+def _only_input(signature: Signature, what: str) -> str:
+    if len(signature.inputs) != 1:
+        names = ", ".join(i.name for i in signature.inputs)
+        raise _refuse(f"the model has several inputs ({names}); send a .npz with one array per input name, not {what}")
+    return signature.inputs[0].name
+
+
+def _from_npz(path: Path, work_dir: Path, signature: Signature, made: dict[str, Path]) -> None:
+    try:
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile:
+        raise _refuse("the file looks like a zip archive but cannot be read as .npz") from None
+    with archive:
+        members = {Path(n).stem: n for n in archive.namelist() if n.endswith(".npy")}
+        if len(signature.inputs) == 1:
+            name = signature.inputs[0].name
+            # The dataset convention (x), the input's own name, or the archive's only array.
+            key = next((k for k in ("x", name) if k in members), next(iter(members)) if len(members) == 1 else None)
+            wanted = {name: key}
+        else:
+            wanted = {i.name: i.name if i.name in members else None for i in signature.inputs}
+        for name, key in wanted.items():
+            if key is None:
+                found = ", ".join(sorted(members)) or "none"
+                raise _refuse(f"the .npz has no array {'x' if len(wanted) == 1 else name!r} (arrays found: {found})")
+            made[name] = work_path(work_dir, ".npy")
+            with archive.open(members[key]) as src, made[name].open("wb") as dst:
+                shutil.copyfileobj(src, dst, CHUNK)
+
+
+def _checked(path: Path, signature: Signature, name: str) -> Path:
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as exc:
+        raise _refuse(f"array {name!r} cannot be read without running code (object arrays are refused): {exc}") from None
+    except Exception as exc:
+        raise _refuse(f"array {name!r} is not a valid .npy array: {exc}") from None
+    spec = signature.input_named(name)
+    assert spec is not None
+    if array.ndim == 1 and spec.shape == (1,):  # one number per row: give it the (n, 1) shape
+        reshaped = np.array(array).reshape(-1, 1)  # a copy: the file is about to be rewritten
+        del array
+        np.save(path, reshaped)
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    what = "the file's array" if len(signature.inputs) == 1 else f"array {name!r}"
+    check_array("file", array, spec, what)
+    return path
+
+
+def _csv_to_npy(path: Path, target: Path, dtype: np.dtype) -> None:
+    """Every column is a feature. Arrow parses the CSV a block at a time into raw rows on disk."""
+    with path.open("r", encoding="utf-8", newline="", errors="replace") as f:
+        header = [h.strip() for h in next(csv.reader([f.readline()]), [])]
+    if not header or all(h == "" for h in header):
+        raise _refuse("the CSV has no header row")
+    names = [f"c{i}" for i in range(len(header))]
+    raw = target.with_suffix(".raw")
+    rows = 0
+    try:
+        reader = pa_csv.open_csv(
+            path,
+            read_options=pa_csv.ReadOptions(column_names=names, skip_rows=1, block_size=CHUNK),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=dict.fromkeys(names, pa.float64()), null_values=[], quoted_strings_can_be_null=False
+            ),
+        )
+        with raw.open("wb") as out:
+            for batch in reader:
+                block = np.column_stack([batch.column(i).to_numpy(zero_copy_only=False) for i in range(len(names))])
+                out.write(block.astype(dtype).tobytes())
+                rows += batch.num_rows
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        raw.unlink(missing_ok=True)
+        raise _refuse(_locate_csv_problem(path, header)) from None
+    if rows == 0:
+        raw.unlink(missing_ok=True)
+        raise _refuse("the CSV has a header but no data rows")
+    with target.open("wb") as out, raw.open("rb") as src:
+        np.lib.format.write_array_header_1_0(
+            out, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (rows, len(names))}
+        )
+        shutil.copyfileobj(src, out, CHUNK)
+    raw.unlink()
+
+
+def _locate_csv_problem(path: Path, header: list[str]) -> str:
+    """The slow, exact pass, run only once the fast parser has failed."""
+    with path.open("r", encoding="utf-8", newline="", errors="replace") as f:
+        reader = csv.reader(f)
+        next(reader, None)
+        for row_number, row in enumerate(reader, start=1):
+            if not row:
+                continue
+            if len(row) != len(header):
+                return f"row {row_number} has {len(row)} columns but the header has {len(header)}"
+            for column, cell in zip(header, row, strict=True):
+                try:
+                    value = float(cell)
+                except ValueError:
+                    return f"row {row_number}, column {column!r}: {cell.strip()!r} is not a number"
+                if not math.isfinite(value):
+                    return f"row {row_number}, column {column!r}: {cell.strip()!r} is not a finite number"
+    return "the CSV could not be read as numbers"

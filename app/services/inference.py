@@ -1,0 +1,193 @@
+"""Evaluate and predict on a job's trained model. The API process checks ownership, status and the
+inputs' shapes; the warm inference process (app.inference.pool) runs Keras."""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
+
+import numpy as np
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.db import session_scope
+from app.errors import FieldError, InvalidInput, JobNotFound, ModelNotReady, ModelNotTrained
+from app.inference import files
+from app.inference.helper import InferenceFailed, from_blob, to_blob
+from app.inference.pool import Predictor
+from app.inference.signature import ModelInput, Signature, SignatureCache, SignatureUnreadable, model_stamp, read_signature
+from app.inference.validate import check_array, json_inputs
+from app.lifecycle import JobStatus
+from app.repositories import datasets as datasets_repo
+from app.repositories import jobs as jobs_repo
+from app.settings import Settings
+
+FileFormat = Literal["npy", "csv"]
+_signatures = SignatureCache()
+
+
+@dataclass(frozen=True)
+class Predictions:
+    values: list[Any] | dict[str, list[Any]]
+    cache: str  # "hit" when the warm process already held the model, "miss" when it loaded the file
+
+
+@dataclass(frozen=True)
+class PredictionFile:
+    path: Path
+    format: FileFormat
+    rows: int
+    cache: str
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    logs: dict[str, float]
+    samples: int
+    cache: str
+
+
+@dataclass(frozen=True)
+class _Model:
+    stamp: tuple[str, int, int]
+    signature: Signature
+
+
+def predict_json(
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    predictor: Predictor,
+    job_id: str,
+    inputs: list[Any] | dict[str, Any],
+    *,
+    owner_id: str,
+) -> Predictions:
+    model = _trained_model(session_factory, predictor, job_id, owner_id=owner_id)
+    arrays = json_inputs(inputs, model.signature, max_rows=settings.predict_max_json_rows)
+    try:
+        cache, outputs = predictor.predict_blobs(model.stamp, {name: to_blob(a) for name, a in arrays.items()})
+    except InferenceFailed as exc:
+        raise InvalidInput(str(exc), [FieldError("inputs", str(exc))]) from None
+    values = {name: from_blob(blob).tolist() for name, blob in outputs.items()}
+    return Predictions(values=values[""] if list(values) == [""] else values, cache=cache)
+
+
+def predict_dataset(
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    predictor: Predictor,
+    job_id: str,
+    dataset_id: str,
+    fmt: FileFormat,
+    *,
+    owner_id: str,
+) -> PredictionFile:
+    model = _trained_model(session_factory, predictor, job_id, owner_id=owner_id)
+    x_path, _ = _dataset_files(session_factory, settings, dataset_id, owner_id=owner_id)
+    only = _one_input(model.signature, "dataset_id", "a dataset has one array of features")
+    _check_file("dataset_id", x_path, only, "the dataset")
+    return _predict_files(settings, predictor, model, {only.name: x_path}, fmt, "dataset_id")
+
+
+def predict_upload(
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    predictor: Predictor,
+    job_id: str,
+    stream: BinaryIO,
+    fmt: FileFormat,
+    *,
+    owner_id: str,
+) -> PredictionFile:
+    model = _trained_model(session_factory, predictor, job_id, owner_id=owner_id)
+    inputs = files.receive_inputs(stream, settings.predictions_dir, settings.max_upload_bytes, model.signature)
+    try:
+        return _predict_files(settings, predictor, model, inputs, fmt, "file")
+    finally:
+        for path in inputs.values():
+            path.unlink(missing_ok=True)
+
+
+def evaluate(
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    predictor: Predictor,
+    job_id: str,
+    dataset_id: str,
+    *,
+    owner_id: str,
+) -> Evaluation:
+    model = _trained_model(session_factory, predictor, job_id, owner_id=owner_id)
+    x_path, y_path = _dataset_files(session_factory, settings, dataset_id, owner_id=owner_id)
+    only = _one_input(model.signature, "dataset_id", "a dataset has one array of features")
+    _check_file("dataset_id", x_path, only, "the dataset")
+    try:
+        cache, logs, samples = predictor.evaluate_files(model.stamp, x_path, y_path)
+    except InferenceFailed as exc:
+        raise InvalidInput(str(exc), [FieldError("dataset_id", str(exc))]) from None
+    return Evaluation(logs=logs, samples=samples, cache=cache)
+
+
+def _trained_model(session_factory: sessionmaker[Session], predictor: Predictor, job_id: str, *, owner_id: str) -> _Model:
+    """The job's model file and what it takes. The read ends before Keras runs: no transaction stays
+    open across a prediction."""
+    with session_scope(session_factory) as session:
+        found = jobs_repo.owned_model(session, owner_id, job_id)
+    if found is None:  # another owner's job too
+        raise JobNotFound(f"no job with id {job_id!r}")
+    status, model_path = found
+    if status != JobStatus.SUCCEEDED:
+        raise ModelNotTrained(f"job {job_id!r} is {status}; only a succeeded job has a model to evaluate or predict with")
+    path = Path(model_path or "")
+    if not model_path or not path.is_file():
+        raise ModelNotReady(f"job {job_id!r} succeeded but its model file is gone")
+    stamp = model_stamp(path)
+    signature = _signatures.get(stamp)
+    if signature is None:
+        try:
+            signature = read_signature(path)
+        except SignatureUnreadable:  # ask the loaded model itself
+            _, described = predictor.describe(stamp)
+            signature = Signature(tuple(ModelInput(name, shape, dtype) for name, shape, dtype in described))
+        _signatures.put(stamp, signature)
+    return _Model(stamp, signature)
+
+
+def _dataset_files(
+    session_factory: sessionmaker[Session], settings: Settings, dataset_id: str, *, owner_id: str
+) -> tuple[Path, Path]:
+    with session_scope(session_factory) as session:
+        dataset = datasets_repo.get_owned(session, owner_id, dataset_id)
+        storage_key = dataset.storage_key if dataset is not None else None
+    if storage_key is None:
+        raise InvalidInput(
+            "the request names a dataset that does not exist", [FieldError("dataset_id", f"no dataset with id {dataset_id!r}")]
+        )
+    folder = settings.datasets_dir / storage_key
+    return folder / "x.npy", folder / "y.npy"
+
+
+def _one_input(signature: Signature, path: str, why: str) -> ModelInput:
+    if len(signature.inputs) != 1:
+        names = ", ".join(i.name for i in signature.inputs)
+        message = f"the model has {len(signature.inputs)} inputs ({names}) but {why}; send JSON inputs or a .npz by input name"
+        raise InvalidInput(f"{path}: {message}", [FieldError(path, message)])
+    return signature.inputs[0]
+
+
+def _check_file(path: str, npy: Path, spec: ModelInput, what: str) -> None:
+    x = np.load(npy, mmap_mode="r", allow_pickle=False)
+    check_array(path, x, spec, what)
+
+
+def _predict_files(
+    settings: Settings, predictor: Predictor, model: _Model, inputs: dict[str, Path], fmt: FileFormat, path: str
+) -> PredictionFile:
+    out = files.work_path(settings.predictions_dir, f".{fmt}")
+    try:
+        cache, rows = predictor.predict_files(model.stamp, inputs, out, fmt)
+    except InferenceFailed as exc:
+        out.unlink(missing_ok=True)
+        raise InvalidInput(str(exc), [FieldError(path, str(exc))]) from None
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise
+    return PredictionFile(path=out, format=fmt, rows=rows, cache=cache)

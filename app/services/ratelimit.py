@@ -1,0 +1,154 @@
+"""Per-key token buckets (RATE_LIMIT_PER_MIN): in Redis on the production pair, shared by every API
+process; in-process on the embedded default. One call per request, no database round trip.
+
+A bucket holds up to `limit` tokens and refills at limit/60 per second; a request takes one.
+The answer carries what the IETF RateLimit header fields draft sends: the limit, the tokens
+left, and the seconds until the bucket is full again."""
+
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import redis
+
+log = logging.getLogger("epochly.ratelimit")
+WINDOW_S = 60.0
+# Keys remembered at once; past that the table starts afresh (a forgotten key just takes a new lease).
+LEASE_TABLE_SIZE = 100_000
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_s: int  # until the bucket is full again
+    retry_after_s: int  # until one token is back (0 when allowed)
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [
+            (b"ratelimit-limit", str(self.limit).encode()),
+            (b"ratelimit-remaining", str(self.remaining).encode()),
+            (b"ratelimit-reset", str(self.reset_s).encode()),
+        ]
+
+
+class RateLimiter(Protocol):
+    def take(self, key_id: str) -> Verdict | None: ...
+
+
+def _verdict(limit: int, tokens: float, allowed: bool) -> Verdict:
+    rate = limit / WINDOW_S
+    return Verdict(
+        allowed=allowed,
+        limit=limit,
+        remaining=max(0, math.floor(tokens)),
+        reset_s=math.ceil(max(0.0, limit - tokens) / rate),
+        retry_after_s=0 if allowed else max(1, math.ceil((1 - tokens) / rate)),
+    )
+
+
+class MemoryRateLimiter:
+    def __init__(self, limit_per_min: int, size: int = 100_000) -> None:
+        self._limit = limit_per_min
+        self._rate = limit_per_min / WINDOW_S
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._size = size
+        self._lock = threading.Lock()
+
+    def take(self, key_id: str) -> Verdict:
+        now = time.monotonic()
+        with self._lock:
+            tokens, at = self._buckets.get(key_id, (float(self._limit), now))
+            tokens = min(float(self._limit), tokens + (now - at) * self._rate)
+            allowed = tokens >= 1.0
+            if allowed:
+                tokens -= 1.0
+            if len(self._buckets) >= self._size and key_id not in self._buckets:
+                self._buckets.clear()  # a full bucket is what a forgotten key gets anyway
+            self._buckets[key_id] = (tokens, now)
+        return _verdict(self._limit, tokens, allowed)
+
+
+# KEYS[1]: the bucket; ARGV: limit, rate per second, tokens wanted. Takes up to that many whole tokens
+# (at least one, or none and refused). Redis' own clock, so API hosts' clocks don't matter.
+_TAKE = """
+local limit = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2])
+local want = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(state[1]) or limit
+local at = tonumber(state[2]) or now
+tokens = math.min(limit, tokens + math.max(0, now - at) * rate)
+local granted = math.min(want, math.floor(tokens))
+tokens = tokens - granted
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
+redis.call('PEXPIRE', KEYS[1], math.ceil(limit / rate * 1000) + 1000)
+return {granted, tostring(tokens)}
+"""
+# A process takes tokens from the shared bucket in small leases, so most requests need no Redis round
+# trip. A lease is used within LEASE_S or dropped: tokens a quiet process took are lost to the others,
+# which only makes the limit stricter, never looser.
+LEASE_FRACTION = 1 / 600  # 10 tokens at the default 6,000 a minute: a tenth of a second of allowance
+LEASE_MAX = 50
+LEASE_S = 1.0
+
+
+@dataclass
+class _Lease:
+    tokens: int
+    shared_left: float  # the shared bucket's tokens after this lease was taken, for the headers
+    until: float
+
+
+class RedisRateLimiter:
+    """Fails open: with Redis away, requests are let through (the broker is down too; nothing would run)."""
+
+    def __init__(self, url: str, limit_per_min: int) -> None:
+        self._limit = limit_per_min
+        self._lease_size = max(1, min(LEASE_MAX, int(limit_per_min * LEASE_FRACTION)))
+        self._redis = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self._script = self._redis.register_script(_TAKE)
+        self._leases: dict[str, _Lease] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key_id: str) -> Verdict:
+        now = time.monotonic()
+        with self._lock:
+            lease = self._leases.get(key_id)
+            if lease is not None and lease.tokens > 0 and lease.until > now:
+                lease.tokens -= 1
+                return _verdict(self._limit, lease.shared_left + lease.tokens, True)
+        try:
+            granted, tokens = self._script(
+                keys=[f"epochly:ratelimit:{key_id}"], args=[self._limit, self._limit / WINDOW_S, self._lease_size]
+            )
+        except redis.RedisError as exc:
+            log.debug("rate limit not checked: %s", exc)
+            return _verdict(self._limit, float(self._limit), True)
+        granted, shared_left = int(granted), float(tokens)
+        with self._lock:
+            if len(self._leases) >= LEASE_TABLE_SIZE:
+                self._leases.clear()
+            self._leases[key_id] = _Lease(max(0, granted - 1), shared_left, now + LEASE_S)
+        return _verdict(self._limit, shared_left + max(0, granted - 1), granted > 0)
+
+
+class NoRateLimiter:
+    """RATE_LIMIT_PER_MIN=0: no limit and no RateLimit headers (for measuring the limiter's own cost)."""
+
+    def take(self, key_id: str) -> Verdict | None:
+        return None
+
+
+def make_rate_limiter(broker_url: str, limit_per_min: int) -> RateLimiter:
+    if limit_per_min <= 0:
+        return NoRateLimiter()
+    if broker_url.startswith(("redis://", "rediss://")):
+        return RedisRateLimiter(broker_url, limit_per_min)
+    return MemoryRateLimiter(limit_per_min)
