@@ -1,4 +1,5 @@
-"""Parse and store uploaded datasets (CSV, .npz) as x.npy / y.npy under a content-named folder.
+"""Parse and store uploaded datasets (CSV, .npz) as x.npy / y.npy under a content-named folder, or,
+for a model's named inputs and outputs, as x_<input>.npy / y_<output>.npy.
 
 Nothing here trusts a file name: storage names come from the content hash, and every rejection
 says what is wrong in terms of the user's file (row, column, array name).
@@ -13,16 +14,21 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 import pyarrow as pa
 from pyarrow import csv as pa_csv
 
+from app.named_arrays import Arrays, valid_name
+
 CHUNK = 1024 * 1024
 # Stored labels are int32 or float32 (see _labels).
 LABEL_BYTES = 4
 NUMERIC_KINDS = "biuf"
+# A CSV feature column `age@demo` is column `age` of the model input `demo`.
+GROUP_SEPARATOR = "@"
+SIDES = ("x", "y")
 
 
 class DatasetRejected(Exception):
@@ -66,6 +72,9 @@ class StoredArrays:
     x_dtype: str
     y_dtype: str
     stored_bytes: int
+    # Every stored array as {role, name, shape, dtype} when a side is named (name None for plain x / y);
+    # None when the dataset is one x and one y.
+    arrays: list[dict[str, Any]] | None = None
 
 
 def receive(stream: BinaryIO, uploads_dir: Path, max_bytes: int) -> Upload:
@@ -113,12 +122,13 @@ def store_csv(upload: Upload, target: str | None, datasets_dir: Path, limit: Sto
         target_index = header.index(target)
     else:
         raise DatasetRejected(f"target column {target!r} is not in the header ({', '.join(header)})")
+    groups = _column_groups(header, target_index)
     staging = _staging_dir(datasets_dir)
     try:
         _csv_to_npy(upload.path, header, target_index, staging, limit)
-        x = _open_array(staging / "x.npy", "x")
-        y = _open_array(staging / "y.npy", "y")
-        return _publish(staging, f"{upload.sha256}-t{target_index}", datasets_dir, x, y)
+        if groups:
+            _split_groups(staging, groups)
+        return _publish(staging, f"{upload.sha256}-t{target_index}", datasets_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -137,13 +147,10 @@ def store_npz(upload: Upload, datasets_dir: Path, limit: StoredLimit = UNLIMITED
             raise DatasetRejected("the file looks like a zip archive but cannot be read as .npz") from None
         with archive:
             members = {Path(n).stem: n for n in archive.namelist() if n.endswith(".npy")}
-            for name in ("x", "y"):
-                if name not in members:
-                    found = ", ".join(sorted(members)) or "none"
-                    raise DatasetRejected(f"the .npz has no array {name!r} (arrays found: {found})")
-            declared = {name: _declared_npy_bytes(archive, members[name], name) for name in ("x", "y")}
+            wanted = _npz_arrays(members)
+            declared = {name: _declared_npy_bytes(archive, members[name], name) for name in wanted}
             total = 0
-            for name in ("x", "y"):
+            for name in wanted:
                 total += declared[name][0]
                 if total > limit.max_bytes:
                     size, description = declared[name]
@@ -151,20 +158,45 @@ def store_npz(upload: Upload, datasets_dir: Path, limit: StoredLimit = UNLIMITED
                         f"array {name!r} declares {description}: {size:,} bytes once expanded, which brings the dataset to "
                         f"{total:,} bytes; over {limit.described}"
                     )
-            for name in ("x", "y"):
+            for name in wanted:
                 _copy_member(archive, members[name], staging / f"{name}.npy", name, declared[name][0])
-        x = _open_array(staging / "x.npy", "x")
-        y = _open_array(staging / "y.npy", "y")
-        if len(x) != len(y):
-            raise DatasetRejected(f"x has {len(x)} samples but y has {len(y)}; they must have the same length")
-        if len(x) == 0:
+        opened = {name: _open_array(staging / f"{name}.npy", name) for name in wanted}
+        first = wanted[0]
+        for name in wanted[1:]:
+            if len(opened[name]) != len(opened[first]):
+                raise DatasetRejected(
+                    f"{first} has {len(opened[first])} samples but {name} has {len(opened[name])}; they must have the same length"
+                )
+        if len(opened[first]) == 0:
             raise DatasetRejected("the arrays have no samples")
-        if x.ndim == 1:  # one feature per sample: give it the (n, 1) shape Keras' Input expects
-            np.save(staging / "x.npy", np.asarray(x).reshape(-1, 1))
-            x = _open_array(staging / "x.npy", "x")
-        return _publish(staging, f"{upload.sha256}", datasets_dir, x, y)
+        for name, array in opened.items():
+            if name.startswith("x") and array.ndim == 1:  # one feature per sample: the (n, 1) shape Keras' Input expects
+                np.save(staging / f"{name}.npy", np.asarray(array).reshape(-1, 1))
+        return _publish(staging, f"{upload.sha256}", datasets_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _npz_arrays(members: dict[str, str]) -> list[str]:
+    """The members to store: `x` or `x_<input name>` ones, then `y` or `y_<output name>` ones."""
+    found = ", ".join(sorted(members)) or "none"
+    wanted: list[str] = []
+    for side in SIDES:
+        named = sorted(name for name in members if name.startswith(f"{side}_"))
+        for name in named:
+            if not valid_name(name[2:]):
+                raise DatasetRejected(
+                    f"array {name!r}: {name[2:]!r} is not a usable {'input' if side == 'x' else 'output'} name "
+                    "(letters, digits and _, not starting with a digit, at most 64)"
+                )
+        if side in members and named:
+            raise DatasetRejected(f"the .npz has both {side!r} and {', '.join(named)}; give one {side!r} or {side}_<name> arrays")
+        if side not in members and not named:
+            raise DatasetRejected(
+                f"the .npz has no array {side!r} (arrays found: {found}); name several {side}_<{'input' if side == 'x' else 'output'} name>"
+            )
+        wanted.extend(named or [side])
+    return wanted
 
 
 def _declared_npy_bytes(archive: zipfile.ZipFile, member: str, name: str) -> tuple[int, str]:
@@ -211,13 +243,32 @@ def store_arrays(x: np.ndarray, y: np.ndarray, datasets_dir: Path) -> tuple[Stor
     return stored, digest, x.nbytes + y.nbytes
 
 
-def load_arrays(datasets_dir: Path, storage_key: str, mmap: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def array_files(datasets_dir: Path, storage_key: str) -> tuple[Path | dict[str, Path], Path | dict[str, Path]]:
+    """The stored x and y files: x.npy, or x_<input>.npy by input name (likewise y)."""
     folder = datasets_dir / storage_key
+    x, y = (_side_files(folder, side) for side in SIDES)
+    return x, y
+
+
+def load_arrays(datasets_dir: Path, storage_key: str, mmap: bool = False) -> tuple[Arrays, Arrays]:
+    """x and y: each one array, or arrays by input (output) name for a dataset stored that way."""
     mode: Literal["r"] | None = "r" if mmap else None
-    return (
-        np.load(folder / "x.npy", mmap_mode=mode, allow_pickle=False),
-        np.load(folder / "y.npy", mmap_mode=mode, allow_pickle=False),
-    )
+
+    def load(files: Path | dict[str, Path]) -> Arrays:
+        if isinstance(files, dict):
+            return {name: np.load(path, mmap_mode=mode, allow_pickle=False) for name, path in files.items()}
+        return np.load(files, mmap_mode=mode, allow_pickle=False)
+
+    x, y = array_files(datasets_dir, storage_key)
+    return load(x), load(y)
+
+
+def _side_files(folder: Path, side: str) -> Path | dict[str, Path]:
+    plain = folder / f"{side}.npy"
+    if plain.exists():
+        return plain
+    # The folder holds only what this module wrote, under names checked by valid_name.
+    return {path.stem[2:]: path for path in sorted(folder.glob(f"{side}_*.npy"))}
 
 
 def remove_storage(datasets_dir: Path, storage_key: str) -> None:
@@ -232,6 +283,43 @@ def _csv_header(path: Path) -> list[str]:
     if not header or all(h == "" for h in header):
         raise DatasetRejected("the CSV has no header row")
     return header
+
+
+def _column_groups(header: list[str], target_index: int) -> dict[str, list[int]]:
+    """`age@demo,weight@demo,p0@pixels,label`: feature columns by input name, in header order; {} for a
+    CSV whose feature columns name no input."""
+    features = [i for i in range(len(header)) if i != target_index]
+    if not any(GROUP_SEPARATOR in header[i] for i in features):
+        return {}
+    groups: dict[str, list[int]] = {}
+    for position, index in enumerate(features):
+        column, _, group = header[index].rpartition(GROUP_SEPARATOR)
+        if not column:
+            raise DatasetRejected(
+                f"column {header[index]!r}: when one feature column names its input (age{GROUP_SEPARATOR}demo), "
+                "every feature column must"
+            )
+        if not valid_name(group):
+            raise DatasetRejected(
+                f"column {header[index]!r}: {group!r} is not a usable input name "
+                "(letters, digits and _, not starting with a digit, at most 64)"
+            )
+        groups.setdefault(group, []).append(position)
+    return groups
+
+
+def _split_groups(staging: Path, groups: dict[str, list[int]]) -> None:
+    """x.npy's columns into x_<input>.npy per group, a block of rows at a time."""
+    x = np.load(staging / "x.npy", mmap_mode="r", allow_pickle=False)
+    for group, columns in groups.items():
+        with (staging / f"x_{group}.npy").open("wb") as out:
+            np.lib.format.write_array_header_1_0(
+                out, {"descr": np.lib.format.dtype_to_descr(x.dtype), "fortran_order": False, "shape": (len(x), len(columns))}
+            )
+            for start in range(0, len(x), 65_536):
+                out.write(np.ascontiguousarray(x[start : start + 65_536][:, columns]).tobytes())
+    del x
+    (staging / "x.npy").unlink()
 
 
 def _csv_to_npy(path: Path, header: list[str], target_index: int, staging: Path, limit: StoredLimit) -> None:
@@ -267,10 +355,10 @@ def _csv_to_npy(path: Path, header: list[str], target_index: int, staging: Path,
                         f"array 'x' of the CSV passes {stored:,} bytes once parsed by row {rows:,}; over {limit.described}"
                     )
     except (pa.ArrowInvalid, pa.ArrowTypeError):
-        raise DatasetRejected(_locate_csv_problem(path, header)) from None
+        raise DatasetRejected(locate_csv_problem(path, header)) from None
     if rows == 0:
         raise DatasetRejected("the CSV has a header but no data rows")
-    _raw_to_npy(staging / "x.raw", staging / "x.npy", np.dtype(np.float32), (rows, len(feature_indexes)))
+    raw_to_npy(staging / "x.raw", staging / "x.npy", np.dtype(np.float32), (rows, len(feature_indexes)))
     labels = np.fromfile(staging / "y.raw", dtype=np.float64)
     (staging / "y.raw").unlink()
     np.save(staging / "y.npy", _labels(labels))
@@ -285,7 +373,7 @@ def _finite_column(column: "pa.Array", name: str, first_row: int) -> np.ndarray:
     return values
 
 
-def _raw_to_npy(raw: Path, target: Path, dtype: np.dtype, shape: tuple[int, ...]) -> None:
+def raw_to_npy(raw: Path, target: Path, dtype: np.dtype, shape: tuple[int, ...]) -> None:
     """Prefix raw C-order data with a .npy header, copying in chunks rather than loading it."""
     with target.open("wb") as out, raw.open("rb") as src:
         np.lib.format.write_array_header_1_0(
@@ -295,7 +383,7 @@ def _raw_to_npy(raw: Path, target: Path, dtype: np.dtype, shape: tuple[int, ...]
     raw.unlink()
 
 
-def _locate_csv_problem(path: Path, header: list[str]) -> str:
+def locate_csv_problem(path: Path, header: list[str]) -> str:
     """The slow, exact pass, run only once the fast parser has failed: find the first bad row and cell."""
     with path.open("r", encoding="utf-8", newline="", errors="replace") as f:
         reader = csv.reader(f)
@@ -341,12 +429,22 @@ def _store(x: np.ndarray, y: np.ndarray, key: str, datasets_dir: Path) -> Stored
     try:
         np.save(staging / "x.npy", x)
         np.save(staging / "y.npy", y)
-        return _publish(staging, key, datasets_dir, x, y)
+        return _publish(staging, key, datasets_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _publish(staging: Path, key: str, datasets_dir: Path, x: np.ndarray, y: np.ndarray) -> StoredArrays:
+def _publish(staging: Path, key: str, datasets_dir: Path) -> StoredArrays:
+    x_files, y_files = (_side_files(staging, side) for side in SIDES)
+    described: list[dict[str, Any]] = []
+    for side, files in (("x", x_files), ("y", y_files)):
+        for name, path in files.items() if isinstance(files, dict) else [(None, files)]:
+            array = _open_array(path, path.stem)
+            described.append({"role": side, "name": name, "shape": [int(d) for d in array.shape[1:]], "dtype": str(array.dtype)})
+            del array
+    x = next(a for a in described if a["role"] == "x")
+    y = next(a for a in described if a["role"] == "y")
+    n_samples = len(np.load(next(staging.glob("*.npy")), mmap_mode="r", allow_pickle=False))
     final = datasets_dir / key
     if not final.exists():
         try:
@@ -355,13 +453,14 @@ def _publish(staging: Path, key: str, datasets_dir: Path, x: np.ndarray, y: np.n
             if not final.exists():  # a concurrent upload of the same content won the rename
                 raise
     return StoredArrays(
-        stored_bytes=sum((final / f"{name}.npy").stat().st_size for name in ("x", "y")),
+        stored_bytes=sum(path.stat().st_size for path in final.glob("*.npy")),
         storage_key=key,
-        n_samples=len(x),
-        x_shape=[int(d) for d in x.shape[1:]],
-        y_shape=[int(d) for d in y.shape[1:]],
-        x_dtype=str(x.dtype),
-        y_dtype=str(y.dtype),
+        n_samples=n_samples,
+        x_shape=x["shape"],
+        y_shape=y["shape"],
+        x_dtype=x["dtype"],
+        y_dtype=y["dtype"],
+        arrays=None if all(a["name"] is None for a in described) else described,
     )
 
 

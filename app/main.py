@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await task
         await asyncio.to_thread(_save_refusals)
         app.state.predictor.shutdown()
+        spec_checker.shutdown()
         engine.dispose()
 
     def _save_refusals() -> None:

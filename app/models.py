@@ -104,6 +104,9 @@ class Dataset(Base):
     y_shape: Mapped[list[int]] = mapped_column(JSON)
     x_dtype: Mapped[str] = mapped_column(String(16))
     y_dtype: Mapped[str] = mapped_column(String(16))
+    # Named inputs / outputs: [{role: "x" | "y", name, shape, dtype}] (name null for a plain x or y);
+    # null for a dataset of one x and one y, whose shapes x_shape / y_shape give.
+    arrays: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     # The bytes received; kept for clients of the first API (equal to upload_bytes).
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     upload_bytes: Mapped[int] = mapped_column(BigInteger, server_default="0")

@@ -87,12 +87,35 @@ class NamedObjectSpec(BaseModel):
         return dict(self.model_extra or {})
 
 
+def _loss_tag(value: Any) -> str:
+    # {"type": ...} is one loss; any other object maps output names to losses.
+    if isinstance(value, str):
+        return "name"
+    if isinstance(value, NamedObjectSpec) or (isinstance(value, dict) and "type" in value):
+        return "object"
+    return "per_output"
+
+
+LossSpec = Annotated[str | NamedObjectSpec, Field(description='A name ("mse") or {"type": ..., **kwargs}.')]
+CompileLoss = Annotated[
+    Annotated[str, Tag("name")] | Annotated[NamedObjectSpec, Tag("object")] | Annotated[dict[str, LossSpec], Tag("per_output")],
+    Discriminator(_loss_tag),
+]
+
+
 class CompileSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": TUTORIAL_COMPILE})
 
     optimizer: str | NamedObjectSpec = Field(default="adam", description='A name ("adam") or {"type": ..., **kwargs}.')
-    loss: str | NamedObjectSpec = Field(description='A name ("mse") or {"type": ..., **kwargs}.')
-    metrics: list[str | NamedObjectSpec] = Field(default_factory=list, max_length=50)
+    loss: CompileLoss = Field(
+        description='A name ("mse") or {"type": ..., **kwargs}; or, for a model with several outputs, one of those '
+        'per output name: {"out_a": "sparse_categorical_crossentropy", "out_b": "mse"}.'
+    )
+    metrics: list[str | NamedObjectSpec] | dict[str, list[str | NamedObjectSpec]] = Field(
+        default_factory=list,
+        max_length=50,
+        description='Metrics for every output, or a list per output name: {"out_a": ["accuracy"], "out_b": ["mae"]}.',
+    )
 
 
 MonitorMode = Literal["auto", "min", "max"]

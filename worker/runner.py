@@ -14,7 +14,7 @@ import numpy as np
 from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
-from app import ingest, lifecycle
+from app import ingest, lifecycle, named_arrays
 from app.db import make_engine, make_session_factory, session_scope
 from app.events.messages import progress_message
 from app.events.publisher import Publisher, make_publisher
@@ -172,11 +172,14 @@ def run_job(message_job_id: str, ctx: WorkerContext) -> None:
                 raise FileNotFoundError("the job's validation dataset was deleted before training started")
             x, y = ingest.load_arrays(ctx.settings.datasets_dir, storage_key, mmap=True)
             validation_data = ingest.load_arrays(ctx.settings.datasets_dir, validation_key, mmap=True) if validation_key else None
-            in_memory = x.nbytes + y.nbytes <= ctx.settings.worker_memory_budget_bytes
+            in_memory = named_arrays.nbytes(x) + named_arrays.nbytes(y) <= ctx.settings.worker_memory_budget_bytes
             if in_memory:
-                x, y = np.asarray(x), np.asarray(y)
+                x, y = named_arrays.apply(x, np.asarray), named_arrays.apply(y, np.asarray)
                 if validation_data is not None:
-                    validation_data = (np.asarray(validation_data[0]), np.asarray(validation_data[1]))
+                    validation_data = (
+                        named_arrays.apply(validation_data[0], np.asarray),
+                        named_arrays.apply(validation_data[1], np.asarray),
+                    )
             outcome = train(
                 spec,
                 x,

@@ -64,6 +64,13 @@ EXAMPLE_JOB: dict[str, Any] = {
 }
 
 
+class DatasetArray(BaseModel):
+    role: Literal["x", "y"] = Field(description="x: a model input; y: labels of a model output")
+    name: str | None = Field(description="The input or output name (x_<name> / y_<name>); null for a plain x or y")
+    shape: list[int] = Field(description="Shape of one sample")
+    dtype: str
+
+
 class DatasetRead(BaseModel):
     model_config = ConfigDict(from_attributes=True, json_schema_extra={"example": EXAMPLE_DATASET})
 
@@ -73,6 +80,11 @@ class DatasetRead(BaseModel):
     n_samples: int
     x_shape: list[int] = Field(description="Shape of one sample's features")
     y_shape: list[int] = Field(description="Shape of one sample's label ([] for a scalar label)")
+    arrays: list[DatasetArray] | None = Field(
+        default=None,
+        description="For named inputs or outputs (x_<input> / y_<output> arrays, CSV column groups): every array; "
+        "x_shape and y_shape then describe the first of each. Null for one x and one y",
+    )
     size_bytes: int = Field(description="The bytes received (the same as upload_bytes; kept for older clients)")
     upload_bytes: int = Field(description="The bytes received")
     stored_bytes: int = Field(description="What the parsed arrays take on disk; OWNER_MAX_STORED_BYTES counts these")

@@ -2,7 +2,6 @@
 .npy or CSV is streamed there; a stored dataset is there already."""
 
 import csv
-import math
 import shutil
 import uuid
 import zipfile
@@ -81,11 +80,12 @@ def _from_npz(path: Path, work_dir: Path, signature: Signature, made: dict[str, 
         members = {Path(n).stem: n for n in archive.namelist() if n.endswith(".npy")}
         if len(signature.inputs) == 1:
             name = signature.inputs[0].name
-            # The dataset convention (x), the input's own name, or the archive's only array.
-            key = next((k for k in ("x", name) if k in members), next(iter(members)) if len(members) == 1 else None)
+            # The dataset convention (x, x_<input>), the input's own name, or the archive's only array.
+            key = next((k for k in ("x", f"x_{name}", name) if k in members), next(iter(members)) if len(members) == 1 else None)
             wanted = {name: key}
         else:
-            wanted = {i.name: i.name if i.name in members else None for i in signature.inputs}
+            # By input name, as is or as a dataset names it (x_<input>).
+            wanted = {i.name: next((k for k in (i.name, f"x_{i.name}") if k in members), None) for i in signature.inputs}
         for name, key in wanted.items():
             if key is None:
                 found = ", ".join(sorted(members)) or "none"
@@ -138,33 +138,8 @@ def _csv_to_npy(path: Path, target: Path, dtype: np.dtype) -> None:
                 rows += batch.num_rows
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         raw.unlink(missing_ok=True)
-        raise _refuse(_locate_csv_problem(path, header)) from None
+        raise _refuse(ingest.locate_csv_problem(path, header)) from None
     if rows == 0:
         raw.unlink(missing_ok=True)
         raise _refuse("the CSV has a header but no data rows")
-    with target.open("wb") as out, raw.open("rb") as src:
-        np.lib.format.write_array_header_1_0(
-            out, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (rows, len(names))}
-        )
-        shutil.copyfileobj(src, out, CHUNK)
-    raw.unlink()
-
-
-def _locate_csv_problem(path: Path, header: list[str]) -> str:
-    """The slow, exact pass, run only once the fast parser has failed."""
-    with path.open("r", encoding="utf-8", newline="", errors="replace") as f:
-        reader = csv.reader(f)
-        next(reader, None)
-        for row_number, row in enumerate(reader, start=1):
-            if not row:
-                continue
-            if len(row) != len(header):
-                return f"row {row_number} has {len(row)} columns but the header has {len(header)}"
-            for column, cell in zip(header, row, strict=True):
-                try:
-                    value = float(cell)
-                except ValueError:
-                    return f"row {row_number}, column {column!r}: {cell.strip()!r} is not a number"
-                if not math.isfinite(value):
-                    return f"row {row_number}, column {column!r}: {cell.strip()!r} is not a finite number"
-    return "the CSV could not be read as numbers"
+    ingest.raw_to_npy(raw, target, dtype, (rows, len(names)))

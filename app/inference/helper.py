@@ -129,15 +129,26 @@ def _write_csv(values: np.ndarray, path: Path) -> None:
     pa_csv.write_csv(table, path)
 
 
-def evaluate_files(stamp: Stamp, x_path: str, y_path: str) -> tuple[str, dict[str, float], int]:
+def _load_all(paths: str | dict[str, str]) -> Any:
+    if isinstance(paths, dict):
+        return {name: np.asarray(np.load(path, mmap_mode="r", allow_pickle=False)) for name, path in paths.items()}
+    return np.asarray(np.load(paths, mmap_mode="r", allow_pickle=False))
+
+
+def evaluate_files(stamp: Stamp, x_path: str | dict[str, str], y_path: str | dict[str, str]) -> tuple[str, dict[str, float], int]:
+    """`x_path` / `y_path` are one `.npy`, or `.npy` files by input / output name."""
     model, cache = _model(stamp)
     if not model.compiled:
         raise InferenceFailed("the saved model was not compiled with a loss, so it cannot be evaluated")
-    x = np.load(x_path, mmap_mode="r", allow_pickle=False)
-    y = np.load(y_path, mmap_mode="r", allow_pickle=False)
-    batch_size = 32 if len(x) <= EXACT_EVALUATE_SAMPLES else EVALUATE_BIG_BATCH
+    x, y = _load_all(x_path), _load_all(y_path)
+    if isinstance(x, dict):
+        x = _structured(model, x)
+    if isinstance(y, dict) and len(y) == 1:
+        y = next(iter(y.values()))
+    samples = len(next(iter(x.values())) if isinstance(x, dict) else x[0] if isinstance(x, list) else x)
+    batch_size = 32 if samples <= EXACT_EVALUATE_SAMPLES else EVALUATE_BIG_BATCH
     try:
-        logs = model.evaluate(np.asarray(x), np.asarray(y), batch_size=batch_size, verbose=0, return_dict=True)
+        logs = model.evaluate(x, y, batch_size=batch_size, verbose=0, return_dict=True)
     except Exception as exc:
         raise InferenceFailed(f"the model could not be evaluated on this dataset: {str(exc).splitlines()[0][:500]}") from None
-    return cache, {str(k): float(v) for k, v in logs.items()}, len(x)
+    return cache, {str(k): float(v) for k, v in logs.items()}, samples

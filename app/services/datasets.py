@@ -123,4 +123,5 @@ def _stored_fields(stored: ingest.StoredArrays) -> dict[str, object]:
         "y_shape": stored.y_shape,
         "x_dtype": stored.x_dtype,
         "y_dtype": stored.y_dtype,
+        "arrays": stored.arrays,
     }

@@ -8,6 +8,7 @@ from typing import Any, BinaryIO, Literal
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
+from app import ingest
 from app.db import session_scope
 from app.errors import FieldError, InvalidInput, JobNotFound, ModelNotReady, ModelNotTrained
 from app.inference import files
@@ -82,9 +83,8 @@ def predict_dataset(
 ) -> PredictionFile:
     model = _trained_model(session_factory, predictor, job_id, owner_id=owner_id)
     x_path, _ = _dataset_files(session_factory, settings, dataset_id, owner_id=owner_id)
-    only = _one_input(model.signature, "dataset_id", "a dataset has one array of features")
-    _check_file("dataset_id", x_path, only, "the dataset")
-    return _predict_files(settings, predictor, model, {only.name: x_path}, fmt, "dataset_id")
+    inputs = _dataset_inputs(model.signature, x_path)
+    return _predict_files(settings, predictor, model, inputs, fmt, "dataset_id")
 
 
 def predict_upload(
@@ -117,10 +117,9 @@ def evaluate(
 ) -> Evaluation:
     model = _trained_model(session_factory, predictor, job_id, owner_id=owner_id)
     x_path, y_path = _dataset_files(session_factory, settings, dataset_id, owner_id=owner_id)
-    only = _one_input(model.signature, "dataset_id", "a dataset has one array of features")
-    _check_file("dataset_id", x_path, only, "the dataset")
+    inputs = _dataset_inputs(model.signature, x_path)
     try:
-        cache, logs, samples = predictor.evaluate_files(model.stamp, x_path, y_path)
+        cache, logs, samples = predictor.evaluate_files(model.stamp, inputs, y_path)
     except InferenceFailed as exc:
         raise InvalidInput(str(exc), [FieldError("dataset_id", str(exc))]) from None
     return Evaluation(logs=logs, samples=samples, cache=cache)
@@ -153,7 +152,7 @@ def _trained_model(session_factory: sessionmaker[Session], predictor: Predictor,
 
 def _dataset_files(
     session_factory: sessionmaker[Session], settings: Settings, dataset_id: str, *, owner_id: str
-) -> tuple[Path, Path]:
+) -> tuple[Path | dict[str, Path], Path | dict[str, Path]]:
     with session_scope(session_factory) as session:
         dataset = datasets_repo.get_owned(session, owner_id, dataset_id)
         storage_key = dataset.storage_key if dataset is not None else None
@@ -161,8 +160,28 @@ def _dataset_files(
         raise InvalidInput(
             "the request names a dataset that does not exist", [FieldError("dataset_id", f"no dataset with id {dataset_id!r}")]
         )
-    folder = settings.datasets_dir / storage_key
-    return folder / "x.npy", folder / "y.npy"
+    return ingest.array_files(settings.datasets_dir, storage_key)
+
+
+def _dataset_inputs(signature: Signature, x: Path | dict[str, Path]) -> dict[str, Path]:
+    """The dataset's feature files by model input: its one x for a one-input model, or its
+    x_<input> arrays matched by name."""
+    if not isinstance(x, dict):
+        only = _one_input(signature, "dataset_id", "the dataset has one array of features")
+        _check_file("dataset_id", x, only, "the dataset")
+        return {only.name: x}
+    names = [i.name for i in signature.inputs]
+    if len(x) == 1 and len(names) == 1:
+        x = {names[0]: next(iter(x.values()))}
+    if set(x) != set(names):
+        message = (
+            f"the model's inputs are {', '.join(names)} but the dataset's are {', '.join(f'x_{n}' for n in x)}; "
+            "they must match by name"
+        )
+        raise InvalidInput(f"dataset_id: {message}", [FieldError("dataset_id", message)])
+    for spec in signature.inputs:
+        _check_file("dataset_id", x[spec.name], spec, f"the dataset's x_{spec.name}")
+    return {spec.name: x[spec.name] for spec in signature.inputs}
 
 
 def _one_input(signature: Signature, path: str, why: str) -> ModelInput:

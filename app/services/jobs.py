@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
-from app import ingest, lifecycle
+from app import ingest, lifecycle, named_arrays
 from app.db import session_scope
 from app.errors import Conflict, FieldError, InvalidSpec, JobNotFound, ModelNotReady
 from app.lifecycle import JobStatus, StopReason
@@ -50,7 +50,12 @@ def submit_job(
     training = payload.model_dump(mode="json", include={"model", "compile", "fit"})
     x, y = ingest.load_arrays(settings.datasets_dir, data.storage_key, mmap=True)
     take = min(SPEC_CHECK_SAMPLES, data.n_train)
-    problems = spec_checker.check(training, np.array(x[:take]), np.array(y[:take]), settings.spec_check_timeout_s)
+    problems = spec_checker.check(
+        training,
+        named_arrays.apply(x, lambda a: np.array(a[:take])),
+        named_arrays.apply(y, lambda a: np.array(a[:take])),
+        settings.spec_check_timeout_s,
+    )
     if problems:
         raise InvalidSpec(
             f"{problems[0]['path']}: {problems[0]['message']}",
@@ -93,6 +98,18 @@ def _training_data(session: Session, settings: Settings, payload: JobCreate, *, 
                 )
             ],
         )
+    named_inputs = [a["name"] for a in dataset.arrays or [] if a["role"] == "x" and a["name"] is not None]
+    if payload.fit.normalize and named_inputs:
+        raise InvalidSpec(
+            "normalize applies to one array of features",
+            [
+                FieldError(
+                    "fit.normalize",
+                    f"normalize scales one array of features; this dataset has named inputs ({', '.join(named_inputs)}): "
+                    "scale them before uploading, or add a Normalization layer to the model",
+                )
+            ],
+        )
     validation_id = _validation_dataset(session, payload, dataset, owner_id=owner_id)
     owner_service.check_job_quota(session, settings, owner_id)
     return _TrainingData(dataset.id, dataset.storage_key, n_train, validation_id)
@@ -121,7 +138,28 @@ def _validation_dataset(session: Session, payload: JobCreate, dataset: Dataset, 
                 f"the validation dataset's {what} do not match the training dataset's",
                 [FieldError(path, f"its {what} have shape {tuple(theirs)}; the training dataset's have shape {tuple(ours)}")],
             )
+    ours_named, theirs_named = _named_layout(dataset), _named_layout(validation)
+    if ours_named != theirs_named:
+        raise InvalidSpec(
+            "the validation dataset's arrays do not match the training dataset's",
+            [
+                FieldError(
+                    path,
+                    f"its arrays are {_describe_layout(theirs_named)}; the training dataset's are {_describe_layout(ours_named)}",
+                )
+            ],
+        )
     return validation.id
+
+
+def _named_layout(dataset: Dataset) -> list[tuple[str, str | None, list[int]]]:
+    return [(a["role"], a["name"], list(a["shape"])) for a in dataset.arrays or []]
+
+
+def _describe_layout(layout: list[tuple[str, str | None, list[int]]]) -> str:
+    if not layout:
+        return "one x and one y"
+    return ", ".join(f"{role}_{name} {tuple(shape)}" if name else f"{role} {tuple(shape)}" for role, name, shape in layout)
 
 
 def get_job(session: Session, job_id: str, *, owner_id: str) -> Job:

@@ -3,7 +3,7 @@
 import json
 import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import keras
@@ -38,30 +38,125 @@ def training_split(n_samples: int, validation_split: float) -> int:
     return math.ceil(n_samples * (1.0 - validation_split))
 
 
-def build_model(spec: TrainingSpec, x_shape: Sequence[int], x_train: np.ndarray) -> keras.Model:
-    """`x_train` supplies the normalization statistics when `fit.normalize` asks for them."""
-    x_shape = tuple(int(d) for d in x_shape)
-    normalizer = _normalizer(spec.fit.normalize, x_train) if spec.fit.normalize else None
-    if spec.model.keras_json is not None:
-        model = _model_from_keras_json(spec.model.keras_json, x_shape, normalizer)
+def build_model(
+    spec: TrainingSpec, x_shape: Sequence[int] | Mapping[str, Sequence[int]], x_train: np.ndarray | Mapping[str, np.ndarray]
+) -> keras.Model:
+    """`x_train` supplies the normalization statistics when `fit.normalize` asks for them. `x_shape` is
+    one sample's shape, or each named input's (a dataset of x_<input> arrays)."""
+    if isinstance(x_shape, Mapping):
+        shapes = {name: tuple(int(d) for d in shape) for name, shape in x_shape.items()}
+        if spec.fit.normalize:
+            raise SpecError(
+                "fit.normalize",
+                f"normalize scales one array of features; this dataset has named inputs ({', '.join(shapes)}): "
+                "scale them before uploading, or add a Normalization layer to the model",
+            )
+        if spec.model.keras_json is not None:
+            model = _model_from_keras_json_named(spec.model.keras_json, shapes)
+        elif len(shapes) == 1:
+            ((name, shape),) = shapes.items()
+            model = _model_from_layers(spec.model.layers or [], shape, None, input_name=name)
+        else:
+            raise SpecError(
+                "model.layers",
+                f"a list of layers takes one input; the dataset has {len(shapes)} named inputs ({', '.join(shapes)}): "
+                "give a functional model as model.keras_json",
+            )
     else:
-        model = _model_from_layers(spec.model.layers or [], x_shape, normalizer)
+        shape = tuple(int(d) for d in x_shape)
+        assert not isinstance(x_train, Mapping)
+        normalizer = _normalizer(spec.fit.normalize, x_train) if spec.fit.normalize else None
+        if spec.model.keras_json is not None:
+            model = _model_from_keras_json(spec.model.keras_json, shape, normalizer)
+        else:
+            model = _model_from_layers(spec.model.layers or [], shape, normalizer)
     if model.count_params() > MAX_PARAMS:
         raise SpecError("model", f"the model has {model.count_params():,} parameters; the limit is {MAX_PARAMS:,}")
     return model
 
 
 def compile_model(model: keras.Model, spec: CompileSpec, **compile_kwargs: Any) -> None:
-    model.compile(
-        optimizer=_optimizer(spec.optimizer),
-        loss=_loss(spec.loss),
-        metrics=[_metric(metric, index) for index, metric in enumerate(spec.metrics)],
-        **compile_kwargs,
-    )
+    if isinstance(spec.loss, dict):
+        _check_output_names("compile.loss", spec.loss, model)
+        loss: Any = {name: _loss(value, f"compile.loss.{name}") for name, value in spec.loss.items()}
+    else:
+        loss = _loss(spec.loss)
+    if isinstance(spec.metrics, dict):
+        _check_output_names("compile.metrics", spec.metrics, model)
+        metrics: Any = {
+            name: [_metric(metric, f"compile.metrics.{name}[{index}]") for index, metric in enumerate(values)]
+            for name, values in spec.metrics.items()
+        }
+    else:
+        metrics = [_metric(metric, f"compile.metrics[{index}]") for index, metric in enumerate(spec.metrics)]
+    model.compile(optimizer=_optimizer(spec.optimizer), loss=loss, metrics=metrics, **compile_kwargs)
 
 
-def _model_from_layers(layer_specs: Sequence[Any], x_shape: tuple[int, ...], normalizer: Any) -> keras.Model:
-    inputs = keras.Input(shape=x_shape)
+def output_names(model: keras.Model) -> list[str]:
+    return [str(name) for name in model.output_names]
+
+
+def check_outputs(model: keras.Model, y_names: Sequence[str] | None) -> None:
+    """The dataset's labels against the model's outputs: one y for a one-output model, or one
+    y_<output> array per output name."""
+    names = output_names(model)
+    if y_names is None:
+        if len(names) != 1:
+            raise SpecError(
+                "model",
+                f"the model has {len(names)} outputs ({', '.join(names)}) but the dataset has one array of labels, y; "
+                f"upload one y_<output name> array per output ({', '.join(f'y_{n}' for n in names)})",
+            )
+        return
+    if set(y_names) != set(names):
+        raise SpecError(
+            "model",
+            f"the model's outputs are {', '.join(names)} but the dataset's labels are "
+            f"{', '.join(f'y_{n}' for n in y_names)}; name one y_<output name> array per output",
+        )
+
+
+def _check_output_names(path: str, per_output: Mapping[str, Any], model: keras.Model) -> None:
+    names = output_names(model)
+    for name in per_output:
+        if name not in names:
+            raise SpecError(f"{path}.{name}", f"the model has no output named {name!r} (its outputs: {', '.join(names)})")
+    if path == "compile.loss":
+        missing = [name for name in names if name not in per_output]
+        if missing:
+            raise SpecError(f"{path}.{missing[0]}", f"missing: give a loss for every output ({', '.join(names)})")
+
+
+def _model_from_keras_json_named(config: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -> keras.Model:
+    """A functional model whose inputs are the dataset's x_<input> arrays, matched by name."""
+    model = _rebuild(config)
+    names = [str(t.name) for t in model.inputs]
+    if set(names) != set(shapes):
+        raise SpecError(
+            "model.keras_json",
+            f"the model's inputs are {', '.join(names)} but the dataset's are {', '.join(f'x_{n}' for n in shapes)}; "
+            "name one x_<input name> array per input",
+        )
+    for tensor in model.inputs:
+        _check_declared_input(f"model.keras_json (input {tensor.name!r})", tensor.shape[1:], shapes[str(tensor.name)])
+    return model
+
+
+def _rebuild(config: dict[str, Any]) -> keras.Model:
+    _refuse_unsafe("model.keras_json", config)
+    try:
+        model = keras.models.model_from_json(json.dumps(config))
+    except Exception as exc:
+        raise SpecError("model.keras_json", f"Keras could not rebuild the model: {clean_error(exc)}") from None
+    if not getattr(model, "inputs", None):
+        raise SpecError("model.keras_json", "the model has no defined input shape; give it an Input layer")
+    return model
+
+
+def _model_from_layers(
+    layer_specs: Sequence[Any], x_shape: tuple[int, ...], normalizer: Any, input_name: str | None = None
+) -> keras.Model:
+    inputs = keras.Input(shape=x_shape, name=input_name)
     tensor = normalizer(inputs) if normalizer is not None else inputs
     for index, layer_spec in enumerate(layer_specs):
         path = f"model.layers[{index}]"
@@ -91,15 +186,14 @@ def _model_from_layers(layer_specs: Sequence[Any], x_shape: tuple[int, ...], nor
 
 
 def _model_from_keras_json(config: dict[str, Any], x_shape: tuple[int, ...], normalizer: Any) -> keras.Model:
-    _refuse_unsafe("model.keras_json", config)
-    try:
-        model = keras.models.model_from_json(json.dumps(config))
-    except Exception as exc:
-        raise SpecError("model.keras_json", f"Keras could not rebuild the model: {clean_error(exc)}") from None
-    if not getattr(model, "inputs", None):
-        raise SpecError("model.keras_json", "the model has no defined input shape; give it an Input layer")
+    model = _rebuild(config)
     if len(model.inputs) != 1:
-        raise SpecError("model.keras_json", f"the model has {len(model.inputs)} inputs; datasets give one")
+        names = ", ".join(str(t.name) for t in model.inputs)
+        raise SpecError(
+            "model.keras_json",
+            f"the model has {len(model.inputs)} inputs ({names}) but the dataset has one array of features, x; "
+            "upload one x_<input name> array per input",
+        )
     _check_declared_input("model.keras_json", model.inputs[0].shape[1:], x_shape)
     if normalizer is None:
         return model
@@ -195,18 +289,17 @@ def _schedule(path: str, config: dict[str, Any]) -> keras.optimizers.schedules.L
     return _instantiate(path, NamedObjectSpec.model_validate(config), classes, "learning-rate schedule")
 
 
-def _loss(spec: str | NamedObjectSpec) -> Any:
+def _loss(spec: str | NamedObjectSpec, path: str = "compile.loss") -> Any:
     if isinstance(spec, str):
         try:
             keras.losses.get(spec)
         except ValueError:
-            raise SpecError("compile.loss", f"unknown loss {spec!r}: use a name from keras.losses, e.g. 'mse'") from None
+            raise SpecError(path, f"unknown loss {spec!r}: use a name from keras.losses, e.g. 'mse'") from None
         return spec
-    return _instantiate("compile.loss", spec, loss_classes(), "loss")
+    return _instantiate(path, spec, loss_classes(), "loss")
 
 
-def _metric(spec: str | NamedObjectSpec, index: int) -> Any:
-    path = f"compile.metrics[{index}]"
+def _metric(spec: str | NamedObjectSpec, path: str) -> Any:
     if isinstance(spec, str):
         if spec not in COMPILE_METRIC_ALIASES:
             try:

@@ -3,7 +3,7 @@ hooks, checkpointing so an interrupted job resumes exactly where it stopped.
 
 The data order of epoch e is a permutation drawn from (seed, e) alone, not from a random stream
 that has to be replayed, so a run resumed at epoch k sees exactly the batches an uninterrupted
-run would have seen.
+run would have seen. Named inputs and outputs (dicts of arrays) are all indexed by the same order.
 """
 
 import enum
@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import keras
 import numpy as np
 
+from app.named_arrays import Arrays, apply, for_keras, rows, sample_shapes
 from app.specs import TrainingSpec
 from app.training.builder import build_model, compile_model, training_split
 from app.training.callbacks import CallbackDriver, learning_rate
@@ -122,47 +123,59 @@ class StreamedBatches(keras.utils.PyDataset):
     """Batches gathered from (memory-mapped) arrays in a given order, one at a time: for datasets
     larger than the worker's memory budget. The batches equal those the in-memory path feeds."""
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, order: np.ndarray | None = None) -> None:
+    def __init__(self, x: Arrays, y: Arrays, batch_size: int, order: np.ndarray | None = None) -> None:
         super().__init__(workers=1, use_multiprocessing=False, max_queue_size=8)
         self._x, self._y, self._batch_size, self._order = x, y, batch_size, order
 
     def __len__(self) -> int:
-        return math.ceil(len(self._x) / self._batch_size)
+        return math.ceil(rows(self._x) / self._batch_size)
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        start, stop = index * self._batch_size, min((index + 1) * self._batch_size, len(self._x))
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        start, stop = index * self._batch_size, min((index + 1) * self._batch_size, rows(self._x))
         if self._order is None:
-            return np.asarray(self._x[start:stop]), np.asarray(self._y[start:stop])
-        rows = self._order[start:stop]
-        return self._x[rows], self._y[rows]
+            return for_keras(apply(self._x, lambda a: np.asarray(a[start:stop]))), for_keras(
+                apply(self._y, lambda a: np.asarray(a[start:stop]))
+            )
+        picked = self._order[start:stop]
+        return for_keras(apply(self._x, lambda a: a[picked])), for_keras(apply(self._y, lambda a: a[picked]))
+
+
+def _pick(data: Arrays, order: np.ndarray) -> Arrays:
+    """The rows `order` names, from every array alike."""
+    return apply(data, lambda a: a[order])
 
 
 def train(
     spec: TrainingSpec,
-    x: np.ndarray,
-    y: np.ndarray,
+    x: Arrays,
+    y: Arrays,
     *,
     reporter: EpochReporter,
     model_path: Path,
     checkpoint: Checkpoint | None = None,
     checkpoint_interval_s: float = 0.0,
     in_memory: bool = True,
-    validation_data: tuple[np.ndarray, np.ndarray] | None = None,
+    validation_data: tuple[Arrays, Arrays] | None = None,
 ) -> Outcome:
     """Train (resuming from `checkpoint` if it holds one) and save the model when training completes
     or an EarlyStopping callback ends it.
 
     `validation_data` is the dataset `fit.validation_dataset_id` names (instead of a split of `x`).
     With `in_memory=False`, `x` and `y` (and the validation arrays) may be memory maps larger than
-    memory: batches are gathered one at a time instead of permuting the whole training set each epoch."""
+    memory: batches are gathered one at a time instead of permuting the whole training set each epoch.
+    `x` and `y` (and the validation arrays) may each be arrays by input / output name."""
     fit = spec.fit
-    n_train = training_split(len(x), fit.validation_split)
-    x_train, y_train = x[:n_train], y[:n_train]
+    n_samples = rows(x)
+    n_train = training_split(n_samples, fit.validation_split)
+    x_train, y_train = apply(x, lambda a: a[:n_train]), apply(y, lambda a: a[:n_train])
     validation: Any = None
-    if validation_data is None and n_train < len(x):
-        validation_data = (x[n_train:], y[n_train:])
+    if validation_data is None and n_train < n_samples:
+        validation_data = (apply(x, lambda a: a[n_train:]), apply(y, lambda a: a[n_train:]))
     if validation_data is not None:
-        validation = validation_data if in_memory else StreamedBatches(*validation_data, fit.batch_size)
+        if in_memory:
+            validation = (for_keras(validation_data[0]), for_keras(validation_data[1]))
+        else:
+            validation = StreamedBatches(*validation_data, fit.batch_size)
     class_weight = {int(key): value for key, value in fit.class_weight.items()} if fit.class_weight else None
     driver = CallbackDriver(fit, has_validation=validation is not None)
     reporter.callbacks = driver
@@ -176,7 +189,7 @@ def train(
     else:
         seed = fit.seed if fit.seed is not None else secrets.randbelow(2**31)
         keras.utils.set_random_seed(seed)
-        model = build_model(spec, x.shape[1:], x_train)
+        model = build_model(spec, sample_shapes(x), x_train)
         steps_per_epoch = math.ceil(n_train / fit.batch_size)
         compile_model(
             model, spec.compile, steps_per_execution=fit.steps_per_execution or min(AUTO_STEPS_PER_EXECUTION, steps_per_epoch)
@@ -192,9 +205,9 @@ def train(
         if not in_memory:
             data: dict[str, Any] = {"x": StreamedBatches(x_train, y_train, fit.batch_size, order)}
         elif order is not None:
-            data = {"x": x_train[order], "y": y_train[order], "batch_size": fit.batch_size}
+            data = {"x": for_keras(_pick(x_train, order)), "y": for_keras(_pick(y_train, order)), "batch_size": fit.batch_size}
         else:
-            data = {"x": x_train, "y": y_train, "batch_size": fit.batch_size}
+            data = {"x": for_keras(x_train), "y": for_keras(y_train), "batch_size": fit.batch_size}
         model.fit(
             **data,
             epochs=epoch + 1,

@@ -5,26 +5,30 @@ from typing import Any
 import keras
 import numpy as np
 
-from app.specs import TrainingSpec
-from app.training.builder import SpecError, build_model, clean_error, compile_model
+from app.named_arrays import Arrays, for_keras, sample_shapes
+from app.specs import NamedObjectSpec, TrainingSpec
+from app.training.builder import SpecError, build_model, check_outputs, clean_error, compile_model
 from app.training.callbacks import make_callback
 
 
-def check_spec(spec_json: dict[str, Any], sample_x: np.ndarray, sample_y: np.ndarray) -> list[dict[str, str]]:
-    """Build, compile and run one eager batch on a few real samples; return [{path, message}] or []."""
+def check_spec(spec_json: dict[str, Any], sample_x: Arrays, sample_y: Arrays) -> list[dict[str, str]]:
+    """Build, compile and run one eager batch on a few real samples; return [{path, message}] or [].
+    `sample_x` / `sample_y` are arrays by input / output name for a dataset stored that way."""
     spec = TrainingSpec.model_validate(spec_json)
     try:
-        model = build_model(spec, sample_x.shape[1:], sample_x)
+        model = build_model(spec, sample_shapes(sample_x), sample_x)
+        check_outputs(model, list(sample_y) if isinstance(sample_y, dict) else None)
+        if spec.fit.class_weight and len(model.outputs) > 1:
+            raise SpecError("fit.class_weight", "Keras weighs classes for a model with one output only; this one has several")
         compile_model(model, spec.compile, run_eagerly=True)
         try:
-            logs = model.test_on_batch(sample_x, sample_y, return_dict=True)
+            logs = model.test_on_batch(for_keras(sample_x), for_keras(sample_y), return_dict=True)
         except Exception as exc:
             output = getattr(model, "output_shape", None)
             raise SpecError(
                 "model",
-                f"the model's output {output} does not fit the dataset's labels of shape {tuple(sample_y.shape[1:])} "
-                f"under loss {spec.compile.loss if isinstance(spec.compile.loss, str) else spec.compile.loss.type!r}: "
-                f"{clean_error(exc)}",
+                f"the model's output {output} does not fit the dataset's labels of shape {sample_shapes(sample_y)} "
+                f"under loss {_loss_name(spec.compile.loss)}: {clean_error(exc)}",
             ) from None
         _check_callbacks(spec, model, set(logs))
     except SpecError as exc:
@@ -64,6 +68,12 @@ def _check_callbacks(spec: TrainingSpec, model: keras.Model, metrics: set[str]) 
             callback._set_monitor_op()
         except ValueError as exc:
             raise SpecError(f"{path}.mode", clean_error(exc)) from None
+
+
+def _loss_name(loss: Any) -> str:
+    if isinstance(loss, dict):
+        return "{" + ", ".join(f"{name}: {_loss_name(value)}" for name, value in loss.items()) + "}"
+    return repr(loss.type) if isinstance(loss, NamedObjectSpec) else repr(loss)
 
 
 def _has_schedule(model: keras.Model) -> bool:
