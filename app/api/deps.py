@@ -1,11 +1,13 @@
 """Typed dependencies shared by the routes."""
 
+import re
 from collections.abc import AsyncIterator
 from typing import Annotated
 
 from celery import Celery
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BeforeValidator
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import session_scope
@@ -114,3 +116,19 @@ CeleryDep = Annotated[Celery, Depends(get_celery)]
 OwnerDep = Annotated[Owner, Depends(current_owner, scope="function")]
 AuditDep = Annotated[AuditContext, Depends(audit_context, scope="function")]
 CursorQuery = Annotated[str | None, Query(pattern=CURSOR_PATTERN, description=CURSOR_DESCRIPTION)]
+
+_DIGITS = re.compile(r"-?[0-9]+")
+
+
+def _written_in_digits(value: object) -> object:
+    """Pydantic's lax int parsing turns "+0.0", " 5" and "5_0" into numbers; the document declares
+    an integer, so a query string must be one, as every typed client writes it."""
+    if isinstance(value, str) and not _DIGITS.fullmatch(value):
+        raise ValueError("Input should be a whole number written in digits")
+    return value
+
+
+# Goes after the Query(...) in an int query parameter's Annotated: before it, or in a nested
+# Annotated, it turns the Query's bounds into unknown keys ("ge") in the OpenAPI document.
+DIGITS_ONLY = BeforeValidator(_written_in_digits)
+PageLimit = Annotated[int, Query(ge=1, le=200, description="Items per page"), DIGITS_ONLY]

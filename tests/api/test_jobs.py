@@ -228,3 +228,13 @@ def test_positions_past_any_issued_id_are_refused_or_clamped_never_a_500(client,
     with client.stream("GET", f"/v1/jobs/{job_id}/events", headers={"Last-Event-ID": f"{10**30}.{10**30}"}) as stream:
         assert stream.status_code == 200
         assert "event: end" in "".join(stream.iter_text())
+
+
+@pytest.mark.parametrize("written", ["+0.0", "0.0", " 5", "5_0", "1e2"])
+def test_integer_query_parameters_accept_only_digits(client, written):
+    """Found by schemathesis: `after=+0.0` was read as 0 although the document declares an integer."""
+    for path, name in [("/v1/audit", "after"), ("/v1/jobs", "limit"), ("/v1/datasets", "limit"), ("/v1/keys", "limit")]:
+        refused = client.get(path, params={name: written})
+        assert refused.status_code == 422, (path, refused.text)
+        assert refused.json()["errors"][0]["path"] == name
+    assert client.get("/v1/audit", params={"after": "0"}).status_code == 200

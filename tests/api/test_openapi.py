@@ -128,3 +128,19 @@ def test_docs_and_redoc_are_served_by_the_service_with_no_outside_url(client):
     vendored = (Path(__file__).resolve().parents[2] / "app/static/vendor/README.md").read_text()
     assert "| `swagger-ui-dist` (Apache-2.0) | 5." in vendored
     assert client.get("/redoc-assets/redoc.standalone.js").status_code == 200
+
+
+def test_integer_parameters_declare_their_bounds_as_json_schema_keywords(document):
+    """A validator placed before Query(...) once turned `minimum` into an unknown `ge` key, and
+    schemathesis then sent `limit=-67` as a valid request."""
+    integers = [
+        (path, parameter)
+        for _, path, operation in operations(document)
+        for parameter in operation.get("parameters", [])
+        if parameter["schema"].get("type") == "integer"
+    ]
+    assert len(integers) >= 6
+    for path, parameter in integers:
+        schema = parameter["schema"]
+        assert not {"ge", "le", "gt", "lt"} & set(schema), (path, parameter)
+        assert "minimum" in schema and "maximum" in schema, (path, parameter)

@@ -2,9 +2,9 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
+from fastapi import APIRouter, File, Form, Response, UploadFile, status
 
-from app.api.deps import AuditDep, CursorQuery, OwnerDep, SessionDep, SettingsDep
+from app.api.deps import AuditDep, CursorQuery, OwnerDep, PageLimit, SessionDep, SettingsDep
 from app.api.problems import problems
 from app.api.schemas import DatasetPage, DatasetRead
 from app.models import Dataset
@@ -78,7 +78,7 @@ def list_datasets(
     owner: OwnerDep,
     session: SessionDep,
     cursor: CursorQuery = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    limit: PageLimit = 50,
 ) -> DatasetPage:
     page = dataset_service.list_datasets(session, owner_id=owner.id, cursor=cursor, limit=limit)
     return DatasetPage(items=[DatasetRead.model_validate(d) for d in page.items], next_cursor=page.next_cursor)

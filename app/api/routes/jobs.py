@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import FileResponse, PlainTextResponse
 
-from app.api.deps import AuditDep, CursorQuery, OwnerDep, SessionDep, SessionFactoryDep, SettingsDep
+from app.api.deps import DIGITS_ONLY, AuditDep, CursorQuery, OwnerDep, PageLimit, SessionDep, SessionFactoryDep, SettingsDep
 from app.api.problems import problems
 from app.api.schemas import EpochRead, JobPage, JobRead, MetricsRead
 from app.lifecycle import JobStatus
@@ -66,7 +66,7 @@ def list_jobs(
     session: SessionDep,
     status_filter: Annotated[JobStatus | None, Query(alias="status")] = None,
     cursor: CursorQuery = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    limit: PageLimit = 50,
 ) -> JobPage:
     page = job_service.list_jobs(session, owner_id=owner.id, status=status_filter, cursor=cursor, limit=limit)
     return JobPage(items=[JobRead.model_validate(j) for j in page.items], next_cursor=page.next_cursor)
@@ -107,7 +107,7 @@ def cancel_job(job_id: str, owner: OwnerDep, session: SessionDep, request: Reque
     summary="Epoch rows after epoch N, so a poller fetches only what is new",
 )
 def get_job_metrics(
-    job_id: str, owner: OwnerDep, session: SessionDep, after: Annotated[int, Query(ge=0, le=MAX_EPOCHS)] = 0
+    job_id: str, owner: OwnerDep, session: SessionDep, after: Annotated[int, Query(ge=0, le=MAX_EPOCHS), DIGITS_ONLY] = 0
 ) -> MetricsRead:
     status, epochs = job_service.job_metrics(session, job_id, owner_id=owner.id, after=after)
     return MetricsRead(job_id=job_id, status=JobStatus(status), epochs=[EpochRead.model_validate(e) for e in epochs])

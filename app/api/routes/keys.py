@@ -1,10 +1,10 @@
 """/v1/keys: an owner's own API keys: create (the secret shown once), list (never the secret), revoke."""
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Request, Response, status
 
-from app.api.deps import AuditDep, CurrentKeyDep, CursorQuery, SessionDep
+from app.api.deps import AuditDep, CurrentKeyDep, CursorQuery, PageLimit, SessionDep
 from app.api.problems import problems
 from app.api.schemas import KeyCreate, KeyCreated, KeyPage, KeyRead
 from app.errors import Forbidden
@@ -45,7 +45,7 @@ def list_keys(
     key: CurrentKeyDep,
     session: SessionDep,
     cursor: CursorQuery = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    limit: PageLimit = 50,
 ) -> KeyPage:
     page = owner_service.list_keys(session, owner_id=key.owner.id, cursor=cursor, limit=limit)
     return KeyPage(items=[KeyRead.model_validate(k) for k in page.items], next_cursor=page.next_cursor)
