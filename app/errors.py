@@ -35,6 +35,10 @@ class JobNotFound(NotFound):
     title = "Job not found"
 
 
+class SweepNotFound(NotFound):
+    title = "Sweep not found"
+
+
 class ModelNotReady(NotFound):
     title = "Model not available"
 

@@ -38,6 +38,8 @@ class StopReason(StrEnum):
     EARLY_STOPPING = "early_stopping"
     NAN_LOSS = "nan_loss"
     CANCELLED = "cancelled"
+    # A sweep's pruner ended the trial: its objective fell behind the other trials'. Ends `succeeded`.
+    PRUNED = "pruned"
 
 
 # QUEUED again from RUNNING is a requeue: a lost worker's job, or one handed back at shutdown.
@@ -113,6 +115,19 @@ def submit(session: Session, job: Job) -> Job:
     session.add(job)
     session.flush()
     _record(session, job.id, JobStatus.QUEUED, "submitted; waiting for a worker", job.created_at)
+    return job
+
+
+def refuse(session: Session, job: Job, error: dict[str, Any]) -> Job:
+    """A sweep's trial whose sampled spec failed its check, written straight as failed: the trial
+    still counts toward the sweep, and says why it never ran."""
+    job.status = JobStatus.FAILED
+    job.attempts = []
+    job.error = error
+    job.finished_at = job.created_at = utcnow()
+    session.add(job)
+    session.flush()
+    _record(session, job.id, JobStatus.FAILED, f"refused: {error['message']}", job.finished_at)
     return job
 
 

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from app.api import docs, problems
 from app.api.middleware import RateLimitHeaders
-from app.api.routes import audit, datasets, events, health, inference, jobs, keys, owner_events, ui
+from app.api.routes import audit, datasets, events, health, inference, jobs, keys, owner_events, sweep_events, sweeps, ui
 from app.db import make_engine, make_session_factory, session_scope
 from app.events.hub import EventHub
 from app.events.publisher import make_publisher
@@ -112,5 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(owner_events.router)
     app.include_router(keys.router)
     app.include_router(audit.router)
+    app.include_router(sweeps.router)
+    app.include_router(sweep_events.router)
     ui.install(app)
     return app

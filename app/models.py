@@ -4,7 +4,19 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -118,10 +130,42 @@ class Dataset(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class Sweep(Base):
+    """A hyperparameter search: its trials are jobs (Job.sweep_id). Its status is derived from theirs."""
+
+    __tablename__ = "sweep"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("swp"))
+    owner_id: Mapped[str] = mapped_column(ForeignKey("owner.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    tags: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    dataset_id: Mapped[str | None] = mapped_column(ForeignKey("dataset.id", ondelete="SET NULL"), index=True)
+    # The base job spec ({dataset_id, model, compile, fit}, every default filled in) that trials vary.
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # path → distribution, as submitted (app.sweeps.spec.Distribution).
+    search: Mapped[dict[str, Any]] = mapped_column(JSON)
+    sampler: Mapped[str] = mapped_column(String(16))
+    pruner: Mapped[str] = mapped_column(String(16))
+    objective_metric: Mapped[str] = mapped_column(String(200))
+    direction: Mapped[str] = mapped_column(String(8))
+    trials: Mapped[int] = mapped_column(Integer)
+    parallel: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    # Set by POST /cancel: no new trial starts, and every queued or running one is cancelled.
+    cancelled_at: Mapped[datetime | None]
+    # Set once the last trial has finished (or the sweep was cancelled and its trials have stopped).
+    finished_at: Mapped[datetime | None]
+
+
 class Job(Base):
     __tablename__ = "job"
-    # The scheduler's stale-heartbeat sweep: running jobs by heartbeat age.
-    __table_args__ = (Index("ix_job_status_heartbeat", "status", "heartbeat_at"),)
+    __table_args__ = (
+        # The scheduler's stale-heartbeat sweep: running jobs by heartbeat age.
+        Index("ix_job_status_heartbeat", "status", "heartbeat_at"),
+        # A trial number is taken once: two processes adding the same trial cannot both succeed.
+        UniqueConstraint("sweep_id", "trial", name="uq_job_sweep_trial"),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("job"))
     owner_id: Mapped[str | None] = mapped_column(ForeignKey("owner.id", ondelete="CASCADE"), index=True)
@@ -153,6 +197,13 @@ class Job(Base):
     # The best finished epoch (1-based) by Keras' EarlyStopping rule, and its logs.
     best_epoch: Mapped[int | None] = mapped_column(Integer)
     best: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # A sweep's trial: its sweep, 1-based trial number, the sampled values by spec path, what
+    # Optuna keeps for the trial (grid point, Hyperband rungs), and the best objective value so far.
+    sweep_id: Mapped[str | None] = mapped_column(ForeignKey("sweep.id", ondelete="CASCADE"), index=True)
+    trial: Mapped[int | None] = mapped_column(Integer)
+    params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    sweep_attrs: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    objective: Mapped[float | None] = mapped_column(Float)
 
     history: Mapped[list["JobEvent"]] = relationship(order_by="JobEvent.id", cascade="all, delete-orphan", lazy="selectin")
 

@@ -23,8 +23,11 @@ from app.models import utcnow
 from app.queue import CeleryDoorbell, make_celery
 from app.repositories import datasets as datasets_repo
 from app.repositories import jobs as jobs_repo
+from app.services.spec_check import InProcessChecker
 from app.settings import Settings
 from app.specs import EarlyStoppingSpec, TrainingSpec
+from app.sweeps import service as sweep_service
+from app.sweeps.service import TrialContext
 from app.training.checkpoint import Checkpoint
 from app.training.failures import describe_failure
 from app.training.trainer import EpochReporter, NonFiniteLoss, Outcome, train
@@ -77,10 +80,14 @@ class JobHooks:
     """Connects training to the outside: epoch rows to the database, events to the bus, cancel from
     the API, heartbeats so the service knows this worker is alive."""
 
-    def __init__(self, job_id: str, ctx: WorkerContext) -> None:
+    def __init__(self, job_id: str, ctx: WorkerContext, trial: TrialContext | None = None) -> None:
         self.job_id = job_id
         self.ctx = ctx
+        self.trial = trial
         self.cancelled = threading.Event()
+        # The sweep's pruner judged this trial from the rows written so far: end after this epoch.
+        self.pruned = threading.Event()
+        self.pruned_after = 0
         # The service gave the job to another attempt (this worker looked dead): stop, finish nothing.
         self.lost = threading.Event()
         self._done = threading.Event()
@@ -107,11 +114,26 @@ class JobHooks:
     def _write_rows(self) -> None:
         while (item := self._rows.get()) is not None:
             with_retry(f"writing epoch {item[0]} of job {self.job_id}", partial(self._write_row, *item))
+            if self.trial is not None and self.trial.prunes and not self.pruned.is_set():
+                self._judge(item[0])
 
     def _write_row(self, epoch: int, logs: dict[str, float], duration_s: float, finished_at: datetime) -> None:
         # Its own short transaction: the row is visible to pollers as soon as it lands.
         with session_scope(self.ctx.session_factory) as session:
             jobs_repo.record_epoch(session, self.job_id, epoch, logs, duration_s, finished_at)
+            if self.trial is not None:
+                sweep_service.note_epoch(session, self.job_id, self.trial, logs)
+
+    def _judge(self, epoch: int) -> None:
+        """Off the training thread, which goes on with the next epoch meanwhile: a verdict to prune
+        ends training after the epoch it arrives in."""
+        assert self.trial is not None
+        try:
+            if sweep_service.should_prune(self.ctx.session_factory, self.job_id, self.trial):
+                self.pruned_after = epoch
+                self.pruned.set()
+        except Exception as exc:  # a missed verdict only lets the trial run on; the next epoch asks again
+            log.warning("pruning verdict for job %s after epoch %d failed: %s", self.job_id, epoch, exc)
 
     def progress(self, epoch: int, batch: int, batches: int | None) -> None:
         self.ctx.publisher.publish(progress_message(self.job_id, epoch, batch, batches))
@@ -121,6 +143,9 @@ class JobHooks:
 
     def should_hand_back(self) -> bool:
         return self.ctx.shutting_down.is_set()
+
+    def should_end(self) -> bool:
+        return self.pruned.is_set()
 
     def _watch(self) -> None:
         """Off the training thread, so batches never wait on the database: cancel checks a few times
@@ -153,6 +178,7 @@ def run_job(message_job_id: str, ctx: WorkerContext) -> None:
         job_id = claimed[0]
         job = jobs_repo.get(session, job_id)
         assert job is not None
+        trial = sweep_service.trial_context(session, job)
         spec = TrainingSpec.model_validate(job.spec)
         dataset = datasets_repo.get(session, job.dataset_id) if job.dataset_id else None
         storage_key = dataset.storage_key if dataset else None
@@ -161,9 +187,24 @@ def run_job(message_job_id: str, ctx: WorkerContext) -> None:
             validation = datasets_repo.get(session, job.validation_dataset_id) if job.validation_dataset_id else None
             validation_key = validation.storage_key if validation else None
 
+    try:
+        _run_attempt(ctx, job_id, spec, storage_key, validation_key, trial)
+    finally:
+        if trial is not None and not ctx.shutting_down.is_set():
+            _advance_sweep(ctx, trial.sweep_id)
+
+
+def _run_attempt(
+    ctx: WorkerContext,
+    job_id: str,
+    spec: TrainingSpec,
+    storage_key: str | None,
+    validation_key: str | None,
+    trial: TrialContext | None,
+) -> None:
     model_path = ctx.settings.models_dir / f"{job_id}.keras"
     checkpoint = Checkpoint(ctx.settings.checkpoints_dir / job_id)
-    with JobHooks(job_id, ctx) as hooks:
+    with JobHooks(job_id, ctx, trial) as hooks:
         reporter = EpochReporter(hooks)
         try:
             if storage_key is None:
@@ -220,6 +261,19 @@ def run_job(message_job_id: str, ctx: WorkerContext) -> None:
             **_best(reporter),
         )
         checkpoint.discard()
+    elif outcome is Outcome.PRUNED:
+        assert trial is not None
+        _finish(
+            ctx,
+            job_id,
+            JobStatus.SUCCEEDED,
+            message=f"pruned after epoch {reporter.epoch} of {spec.fit.epochs}: its {trial.metric} fell behind the "
+            f"other trials' (judged after epoch {hooks.pruned_after})",
+            model_path=str(model_path),
+            stop_reason=StopReason.PRUNED,
+            **_best(reporter),
+        )
+        checkpoint.discard()
     elif outcome is Outcome.EARLY_STOPPED:
         _finish(
             ctx,
@@ -263,6 +317,14 @@ def _early_stop_cause(spec: TrainingSpec, reporter: EpochReporter) -> str:
         if stopper.restore_best_weights:
             cause += ", whose weights the model holds"
     return cause
+
+
+def _advance_sweep(ctx: WorkerContext, sweep_id: str) -> None:
+    """The trial's end makes room: add the sweep's next trial now rather than at the scheduler's next round."""
+    try:
+        sweep_service.advance(ctx.session_factory, ctx.settings, sweep_id, checker=InProcessChecker())
+    except Exception as exc:  # the scheduler advances every unfinished sweep each round anyway
+        log.warning("could not advance sweep %s: %s", sweep_id, exc)
 
 
 def _hand_back(ctx: WorkerContext, job_id: str, epoch: int) -> None:

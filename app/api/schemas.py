@@ -172,6 +172,9 @@ class JobRead(BaseModel):
     heartbeat_at: datetime | None = Field(default=None, description="The running worker's last sign of life")
     batch: int | None = Field(default=None, description="Running jobs: batches finished in the current epoch")
     batches_per_epoch: int | None = Field(default=None, description="Running jobs: batches in one epoch")
+    sweep_id: str | None = Field(default=None, description="The sweep this job is a trial of (null: not a trial)")
+    trial: int | None = Field(default=None, description="Its 1-based trial number in the sweep")
+    params: dict[str, Any] | None = Field(default=None, description="The trial's sampled values, by spec path")
 
     @computed_field(description="How many times the job was started again after a lost or stopping worker")  # type: ignore[prop-decorator]
     @property
@@ -337,3 +340,89 @@ class AuditPage(BaseModel):
 
     items: list[AuditRead]
     next_cursor: str | None = Field(description="Pass as ?after= for the next page; null on the last page")
+
+
+class TrialRead(BaseModel):
+    """One trial of a sweep: an ordinary job, with what was sampled for it and how it did."""
+
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "example": {
+                "job_id": EXAMPLE_JOB["id"],
+                "trial": 7,
+                "status": "succeeded",
+                "params": {"compile.optimizer.learning_rate": 0.01, "model.layers[0].units": 32, "fit.batch_size": 10},
+                "objective": 0.9476,
+                "epochs_completed": 30,
+                "stop_reason": "completed",
+            }
+        },
+    )
+
+    job_id: str
+    trial: int
+    status: JobStatus
+    params: dict[str, Any]
+    objective: float | None = Field(description="The best value of the objective metric over the trial's epochs so far")
+    epochs_completed: int
+    stop_reason: StopReason | None = Field(description="pruned: the pruner stopped it; completed; early_stopping; …")
+
+
+class TrialCounts(BaseModel):
+    queued: int = 0
+    running: int = 0
+    succeeded: int = Field(default=0, description="Pruned trials included")
+    failed: int = 0
+    cancelled: int = 0
+    pruned: int = Field(default=0, description="Trials the pruner stopped (they end `succeeded`)")
+
+
+class SweepObjective(BaseModel):
+    metric: str
+    direction: Literal["maximize", "minimize"]
+
+
+class SweepSummary(BaseModel):
+    """A sweep without its leaderboard (lists)."""
+
+    id: str
+    name: str | None
+    tags: dict[str, str]
+    dataset_id: str | None
+    status: JobStatus = Field(
+        description="queued until a trial starts, running until the last one ends, then succeeded "
+        "(some trial succeeded), failed or cancelled"
+    )
+    sampler: Literal["grid", "random", "tpe"]
+    pruner: Literal["none", "median", "hyperband"]
+    objective: SweepObjective
+    trials: int = Field(description="How many trials the sweep runs in all")
+    trials_created: int = Field(description="How many have been added so far")
+    parallel: int
+    seed: int
+    counts: TrialCounts
+    best: TrialRead | None = Field(description="The trial with the best objective so far")
+    created_at: datetime
+    cancelled_at: datetime | None
+    finished_at: datetime | None
+
+
+class SweepRead(SweepSummary):
+    spec: dict[str, Any] = Field(description="The base job spec that trials vary")
+    search: dict[str, dict[str, Any]] = Field(description="Spec path → distribution")
+    leaderboard: list[TrialRead] = Field(description="Every trial, best objective first; trials without one yet last")
+
+
+class SweepPage(BaseModel):
+    items: list[SweepSummary]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null on the last page")
+
+
+class ImportanceRead(BaseModel):
+    """How much of the objective's spread each parameter explains (Optuna's PED-ANOVA), summing to 1."""
+
+    sweep_id: str
+    method: Literal["ped-anova"] = "ped-anova"
+    trials_used: int = Field(description="Completed (unpruned) trials with an objective; importances need at least 2")
+    importances: dict[str, float] = Field(description="Spec path → share of importance, largest first")

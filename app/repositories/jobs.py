@@ -36,10 +36,14 @@ def owned_model(session: Session, owner_id: str, job_id: str) -> tuple[str, str 
     return (row.status, row.model_path) if row is not None else None
 
 
-def page(session: Session, owner_id: str, *, status: str | None, cursor: str | None, limit: int) -> Page[Job]:
+def page(
+    session: Session, owner_id: str, *, status: str | None, sweep_id: str | None = None, cursor: str | None, limit: int
+) -> Page[Job]:
     stmt = select(Job).where(Job.owner_id == owner_id)
     if status:
         stmt = stmt.where(Job.status == status)
+    if sweep_id:
+        stmt = stmt.where(Job.sweep_id == sweep_id)
     return newest_first(session, stmt, Job, cursor, limit)
 
 

@@ -1,4 +1,5 @@
-"""The scheduler process: one leader at a time (a lease row) runs the recovery sweep and the dispatcher.
+"""The scheduler process: one leader at a time (a lease row) runs the recovery pass, the dispatcher
+and the sweeps' trial top-up.
 
 Several scheduler processes may run (one per machine, say): the others stand by and take over once
 the leader's lease expires. The moves they make are conditional updates anyway, so even two leaders
@@ -20,6 +21,7 @@ from app.repositories import leases
 from app.scheduler.dispatch import Dispatcher
 from app.scheduler.recovery import recover_stale_jobs
 from app.settings import Settings, get_settings
+from app.sweeps import service as sweep_service
 
 log = logging.getLogger("epochly.scheduler")
 # A leader that misses this many rounds loses the lead to a standby.
@@ -59,6 +61,11 @@ class Scheduler:
             if recovered:
                 log.warning("recovered %d job(s) of silent workers: %s", len(recovered), ", ".join(recovered))
         self.dispatcher.reconcile(self.session_factory)
+        # Workers add a sweep's next trial as one ends; this catches what a restart or a full
+        # active-job limit left undone.
+        added = sweep_service.advance_unfinished(self.session_factory, self.settings)
+        if added:
+            log.info("added %d sweep trial(s)", added)
 
     def run(self, stop: threading.Event) -> None:
         log.info("scheduler ready: %s, every %g s", self.name, self.settings.scheduler_interval_s)

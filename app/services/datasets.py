@@ -11,6 +11,7 @@ from app.errors import DatasetInUse, DatasetNotFound, InvalidDataset, PayloadToo
 from app.examples import SIDE_EFFECTS_NAME, side_effects
 from app.models import Dataset
 from app.repositories import datasets as datasets_repo
+from app.repositories import sweeps as sweeps_repo
 from app.repositories.pagination import Page
 from app.services import owners as owner_service
 from app.settings import Settings
@@ -107,6 +108,8 @@ def delete_dataset(session: Session, settings: Settings, dataset_id: str, *, own
     active = datasets_repo.active_job_count(session, dataset_id)
     if active:
         raise DatasetInUse(f"dataset {dataset_id!r} is used by {active} queued or running job(s); wait or cancel them first")
+    if sweeps_repo.in_use_by_unfinished(session, dataset_id):
+        raise DatasetInUse(f"dataset {dataset_id!r} is used by a sweep that has trials to run; wait or cancel the sweep first")
     storage_key = dataset.storage_key
     datasets_repo.delete(session, dataset)
     if datasets_repo.storage_users(session, storage_key) == 0:

@@ -18,7 +18,7 @@ from app.repositories.pagination import Page
 from app.services import audit as audit_service
 from app.services import owners as owner_service
 from app.services.audit import Action, AuditContext
-from app.services.spec_check import spec_checker
+from app.services.spec_check import Checker, spec_checker
 from app.settings import Settings
 from app.specs import JobCreate
 
@@ -42,38 +42,14 @@ def submit_job(
     owner_id: str,
     audit: AuditContext | None = None,
 ) -> Job:
-    """Check the spec against real Keras with no transaction open (it may take seconds), then write the
-    job, its audit record (`audit`: who is calling) and commit; the broker's doorbell rings after that
-    commit (app.lifecycle.submit)."""
+    """Check everything (checked_job), then write the job and its audit record (`audit`: who is
+    calling) and commit; the broker's doorbell rings after that commit (app.lifecycle.submit)."""
     with session_scope(session_factory) as session:
-        data = _training_data(session, settings, payload, owner_id=owner_id)
-    training = payload.model_dump(mode="json", include={"model", "compile", "fit"})
-    x, y = ingest.load_arrays(settings.datasets_dir, data.storage_key, mmap=True)
-    take = min(SPEC_CHECK_SAMPLES, data.n_train)
-    problems = spec_checker.check(
-        training,
-        named_arrays.apply(x, lambda a: np.array(a[:take])),
-        named_arrays.apply(y, lambda a: np.array(a[:take])),
-        settings.spec_check_timeout_s,
-    )
-    if problems:
-        raise InvalidSpec(
-            f"{problems[0]['path']}: {problems[0]['message']}",
-            [FieldError(p["path"], p["message"]) for p in problems],
-        )
+        owner_service.check_job_quota(session, settings, owner_id)  # before the slow check, so a full quota fails fast
+    job = checked_job(session_factory, settings, payload, owner_id=owner_id)
     with session_scope(session_factory) as session:
         # Again, in the transaction that writes: other submits may have landed during the check.
         owner_service.check_job_quota(session, settings, owner_id)
-        job = Job(
-            owner_id=owner_id,
-            name=payload.name,
-            tags=payload.tags,
-            dataset_id=data.dataset_id,
-            validation_dataset_id=data.validation_dataset_id,
-            spec={"dataset_id": data.dataset_id, **training},
-            epochs_total=payload.fit.epochs,
-            epochs_completed=0,
-        )
         lifecycle.submit(session, job)
         if audit is not None:
             audit_service.record(session, audit, Action.JOB_SUBMIT, job.id)
@@ -81,7 +57,48 @@ def submit_job(
         return job
 
 
-def _training_data(session: Session, settings: Settings, payload: JobCreate, *, owner_id: str) -> _TrainingData:
+def checked_job(
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    payload: JobCreate,
+    *,
+    owner_id: str,
+    checker: Checker = spec_checker,
+    objective: str | None = None,
+) -> Job:
+    """A new job row for `payload`, not yet written, once its datasets and its spec have passed
+    every check, the spec against real Keras (`objective`: a metric the epoch logs must hold). No
+    transaction is open during the Keras check, which may take seconds."""
+    with session_scope(session_factory) as session:
+        data = _training_data(session, payload, owner_id=owner_id)
+    training = payload.model_dump(mode="json", include={"model", "compile", "fit"})
+    x, y = ingest.load_arrays(settings.datasets_dir, data.storage_key, mmap=True)
+    take = min(SPEC_CHECK_SAMPLES, data.n_train)
+    problems = checker.check(
+        training,
+        named_arrays.apply(x, lambda a: np.array(a[:take])),
+        named_arrays.apply(y, lambda a: np.array(a[:take])),
+        settings.spec_check_timeout_s,
+        objective,
+    )
+    if problems:
+        raise InvalidSpec(
+            f"{problems[0]['path']}: {problems[0]['message']}",
+            [FieldError(p["path"], p["message"]) for p in problems],
+        )
+    return Job(
+        owner_id=owner_id,
+        name=payload.name,
+        tags=payload.tags,
+        dataset_id=data.dataset_id,
+        validation_dataset_id=data.validation_dataset_id,
+        spec={"dataset_id": data.dataset_id, **training},
+        epochs_total=payload.fit.epochs,
+        epochs_completed=0,
+    )
+
+
+def _training_data(session: Session, payload: JobCreate, *, owner_id: str) -> _TrainingData:
     dataset = datasets_repo.get_owned(session, owner_id, payload.dataset_id)
     if dataset is None:
         raise InvalidSpec(
@@ -111,7 +128,6 @@ def _training_data(session: Session, settings: Settings, payload: JobCreate, *, 
             ],
         )
     validation_id = _validation_dataset(session, payload, dataset, owner_id=owner_id)
-    owner_service.check_job_quota(session, settings, owner_id)
     return _TrainingData(dataset.id, dataset.storage_key, n_train, validation_id)
 
 
@@ -179,8 +195,10 @@ def job_owner_lookup(session_factory: sessionmaker[Session]) -> Callable[[str], 
     return owner_of
 
 
-def list_jobs(session: Session, *, owner_id: str, status: str | None, cursor: str | None, limit: int) -> Page[Job]:
-    return jobs_repo.page(session, owner_id, status=status, cursor=cursor, limit=limit)
+def list_jobs(
+    session: Session, *, owner_id: str, status: str | None, sweep_id: str | None = None, cursor: str | None, limit: int
+) -> Page[Job]:
+    return jobs_repo.page(session, owner_id, status=status, sweep_id=sweep_id, cursor=cursor, limit=limit)
 
 
 def job_metrics(session: Session, job_id: str, *, owner_id: str, after: int) -> tuple[str, list[EpochMetric]]:

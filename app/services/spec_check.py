@@ -4,7 +4,7 @@ The helper is spawned (never forked: TensorFlow is not fork-safe), imports Keras
 serves checks one at a time.
 """
 
-from typing import Any
+from typing import Any, Protocol
 
 from app.named_arrays import Arrays
 from app.services.warm_process import WarmProcess
@@ -16,10 +16,18 @@ def _warm_up() -> None:
     warm_up()
 
 
-def _check_in_helper(spec_json: dict[str, Any], sample_x: Arrays, sample_y: Arrays) -> list[dict[str, str]]:
+def _check_in_helper(
+    spec_json: dict[str, Any], sample_x: Arrays, sample_y: Arrays, objective: str | None
+) -> list[dict[str, str]]:
     from app.training.validate import check_spec
 
-    return check_spec(spec_json, sample_x, sample_y)
+    return check_spec(spec_json, sample_x, sample_y, objective)
+
+
+class Checker(Protocol):
+    def check(
+        self, spec_json: dict[str, Any], sample_x: Arrays, sample_y: Arrays, timeout_s: float, objective: str | None = None
+    ) -> list[dict[str, str]]: ...
 
 
 class SpecChecker:
@@ -29,18 +37,31 @@ class SpecChecker:
     def start(self) -> None:
         self._helper.start()
 
-    def check(self, spec_json: dict[str, Any], sample_x: Arrays, sample_y: Arrays, timeout_s: float) -> list[dict[str, str]]:
+    def check(
+        self, spec_json: dict[str, Any], sample_x: Arrays, sample_y: Arrays, timeout_s: float, objective: str | None = None
+    ) -> list[dict[str, str]]:
         return self._helper.call(
             _check_in_helper,
             spec_json,
             sample_x,
             sample_y,
+            objective,
             timeout_s=timeout_s,
             too_slow=f"checking the spec took longer than {timeout_s:.0f} s; try again",
         )
 
     def shutdown(self) -> None:
         self._helper.shutdown()
+
+
+class InProcessChecker:
+    """For a process that has Keras loaded and is idle between jobs (a worker adding a sweep's next
+    trial): no helper process, no timeout needed."""
+
+    def check(
+        self, spec_json: dict[str, Any], sample_x: Arrays, sample_y: Arrays, timeout_s: float, objective: str | None = None
+    ) -> list[dict[str, str]]:
+        return _check_in_helper(spec_json, sample_x, sample_y, objective)
 
 
 spec_checker = SpecChecker()

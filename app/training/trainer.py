@@ -34,6 +34,8 @@ class Outcome(enum.Enum):
     COMPLETED = enum.auto()
     # An EarlyStopping callback ended training before `fit.epochs`; the model is saved as on completion.
     EARLY_STOPPED = enum.auto()
+    # A sweep's pruner ended the trial after an epoch; the model is saved as on completion.
+    PRUNED = enum.auto()
     CANCELLED = enum.auto()
     HANDED_BACK = enum.auto()
 
@@ -46,6 +48,10 @@ class TrainingHooks(Protocol):
     def should_stop(self) -> bool: ...
 
     def should_hand_back(self) -> bool: ...
+
+    def should_end(self) -> bool:
+        """End training after this epoch, keeping the model (a sweep pruned the trial)."""
+        ...
 
 
 class NullHooks:
@@ -61,6 +67,9 @@ class NullHooks:
         return False
 
     def should_hand_back(self) -> bool:
+        return False
+
+    def should_end(self) -> bool:
         return False
 
 
@@ -157,8 +166,8 @@ def train(
     in_memory: bool = True,
     validation_data: tuple[Arrays, Arrays] | None = None,
 ) -> Outcome:
-    """Train (resuming from `checkpoint` if it holds one) and save the model when training completes
-    or an EarlyStopping callback ends it.
+    """Train (resuming from `checkpoint` if it holds one) and save the model when training completes,
+    an EarlyStopping callback ends it or the hooks end it (a pruned trial).
 
     `validation_data` is the dataset `fit.validation_dataset_id` names (instead of a split of `x`).
     With `in_memory=False`, `x` and `y` (and the validation arrays) may be memory maps larger than
@@ -198,6 +207,7 @@ def train(
         driver.start(model)
 
     last_checkpoint = time.monotonic()
+    ended = False
     for epoch in range(start_epoch, fit.epochs):
         if driver.stopped_early:  # resumed from the checkpoint of the epoch that stopped it
             break
@@ -220,6 +230,9 @@ def train(
         )
         if reporter.stopped:
             return Outcome.CANCELLED
+        if epoch + 1 < fit.epochs and reporter.hooks.should_end():
+            ended = True
+            break
         hand_back = reporter.hooks.should_hand_back() and epoch + 1 < fit.epochs and not driver.stopped_early
         if checkpoint and (hand_back or time.monotonic() - last_checkpoint >= checkpoint_interval_s):
             callback_state, arrays = driver.state()
@@ -233,4 +246,6 @@ def train(
     partial = model_path.with_suffix(".partial.keras")
     model.save(partial)
     partial.replace(model_path)
+    if ended:
+        return Outcome.PRUNED
     return Outcome.EARLY_STOPPED if driver.stopped_early else Outcome.COMPLETED

@@ -11,9 +11,12 @@ from app.training.builder import SpecError, build_model, check_outputs, clean_er
 from app.training.callbacks import make_callback
 
 
-def check_spec(spec_json: dict[str, Any], sample_x: Arrays, sample_y: Arrays) -> list[dict[str, str]]:
+def check_spec(
+    spec_json: dict[str, Any], sample_x: Arrays, sample_y: Arrays, objective: str | None = None
+) -> list[dict[str, str]]:
     """Build, compile and run one eager batch on a few real samples; return [{path, message}] or [].
-    `sample_x` / `sample_y` are arrays by input / output name for a dataset stored that way."""
+    `sample_x` / `sample_y` are arrays by input / output name for a dataset stored that way.
+    `objective`: a metric a sweep optimizes, which the epoch logs must hold (path `objective.metric`)."""
     spec = TrainingSpec.model_validate(spec_json)
     try:
         model = build_model(spec, sample_shapes(sample_x), sample_x)
@@ -31,6 +34,8 @@ def check_spec(spec_json: dict[str, Any], sample_x: Arrays, sample_y: Arrays) ->
                 f"under loss {_loss_name(spec.compile.loss)}: {clean_error(exc)}",
             ) from None
         _check_callbacks(spec, model, set(logs))
+        if objective is not None:
+            _check_reported(spec, set(logs), objective, "objective.metric")
     except SpecError as exc:
         return [{"path": exc.path, "message": exc.message}]
     finally:
@@ -39,25 +44,28 @@ def check_spec(spec_json: dict[str, Any], sample_x: Arrays, sample_y: Arrays) ->
     return []
 
 
+def _check_reported(spec: TrainingSpec, metrics: set[str], name: str, path: str) -> None:
+    """`name` must be in every epoch's logs: a metric of the model, its val_ twin, or the learning rate."""
+    has_validation = spec.fit.validation_split > 0 or spec.fit.validation_dataset_id is not None
+    available = metrics | ({f"val_{metric}" for metric in metrics} if has_validation else set())
+    if name in available or name == "learning_rate":
+        return
+    hint = (
+        ""
+        if has_validation or not name.startswith("val_")
+        else "; val_ metrics need fit.validation_split or fit.validation_dataset_id"
+    )
+    raise SpecError(path, f"the model reports no {name!r}; it reports {', '.join(sorted(available))}{hint}")
+
+
 def _check_callbacks(spec: TrainingSpec, model: keras.Model, metrics: set[str]) -> None:
     """Each callback must monitor something the model reports, in a direction Keras can tell."""
-    has_validation = spec.fit.validation_split > 0 or spec.fit.validation_dataset_id is not None
-    available = metrics | ({f"val_{name}" for name in metrics} if has_validation else set())
     for index, callback_spec in enumerate(spec.fit.callbacks):
         path = f"fit.callbacks[{index}]"
         callback = make_callback(callback_spec)
         if callback is None:
             continue
-        monitor = callback.monitor
-        if monitor not in available and monitor != "learning_rate":
-            hint = (
-                ""
-                if has_validation or not monitor.startswith("val_")
-                else ("; val_ metrics need fit.validation_split or fit.validation_dataset_id")
-            )
-            raise SpecError(
-                f"{path}.monitor", f"the model reports no {monitor!r}; it reports {', '.join(sorted(available))}{hint}"
-            )
+        _check_reported(spec, metrics, callback.monitor, f"{path}.monitor")
         if isinstance(callback, keras.callbacks.ReduceLROnPlateau) and _has_schedule(model):
             raise SpecError(
                 f"{path}.type",

@@ -65,10 +65,11 @@ def list_jobs(
     owner: OwnerDep,
     session: SessionDep,
     status_filter: Annotated[JobStatus | None, Query(alias="status")] = None,
+    sweep_id: Annotated[str | None, Query(max_length=40, description="Only this sweep's trials")] = None,
     cursor: CursorQuery = None,
     limit: PageLimit = 50,
 ) -> JobPage:
-    page = job_service.list_jobs(session, owner_id=owner.id, status=status_filter, cursor=cursor, limit=limit)
+    page = job_service.list_jobs(session, owner_id=owner.id, status=status_filter, sweep_id=sweep_id, cursor=cursor, limit=limit)
     return JobPage(items=[JobRead.model_validate(j) for j in page.items], next_cursor=page.next_cursor)
 
 
