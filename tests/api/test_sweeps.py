@@ -54,7 +54,11 @@ def test_a_grid_sweep_is_accepted_and_queues_parallel_trials_as_ordinary_jobs(cl
 @pytest.mark.parametrize(
     ("change", "path", "words"),
     [
-        ({"search": {"compile.optimizer.beta_9": {"type": "uniform", "low": 0.1, "high": 0.2}}}, "search.compile.optimizer.beta_9", "no 'beta_9'"),
+        (
+            {"search": {"compile.optimizer.beta_9": {"type": "uniform", "low": 0.1, "high": 0.2}}},
+            "search.compile.optimizer.beta_9",
+            "no 'beta_9'",
+        ),
         ({"search": {"model.layers[7].units": {"type": "choice", "values": [4]}}}, "search.model.layers[7].units", "3 item(s)"),
         ({"search": {"fit..epochs": {"type": "choice", "values": [4]}}}, "search.fit..epochs", "not a path"),
         ({"objective": {"metric": "val_auc", "direction": "maximize"}}, "objective.metric", "reports no 'val_auc'"),
@@ -65,7 +69,11 @@ def test_a_grid_sweep_is_accepted_and_queues_parallel_trials_as_ordinary_jobs(cl
         ),
         ({"trials": 9}, "trials", "the grid has 4 points"),
         ({"search": {"model.layers[1].units": {"type": "choice", "values": [8, 0]}}}, "search.model.layers[1].units", "0"),
-        ({"search": {"model.layers[1].activation": {"type": "choice", "values": ["relu", "nonsense"]}}}, "search.model.layers[1].activation", "nonsense"),
+        (
+            {"search": {"model.layers[1].activation": {"type": "choice", "values": ["relu", "nonsense"]}}},
+            "search.model.layers[1].activation",
+            "nonsense",
+        ),
     ],
 )
 def test_a_bad_search_is_a_422_at_its_field(client, example_dataset, change, path, words):
@@ -86,7 +94,13 @@ def test_a_sweep_waits_for_room_under_the_active_job_limit_instead_of_failing(se
         sweep_id = response.json()["id"]
         read = capped.get(f"/v1/sweeps/{sweep_id}").json()
         assert read["status"] == "queued" and read["trials_created"] == 1  # one slot: one trial, the rest wait
-        assert capped.post("/v1/jobs", json={**{k: sweep_body(dataset["id"])[k] for k in ("model", "compile", "fit")}, "dataset_id": dataset["id"]}).status_code == 429
+        assert (
+            capped.post(
+                "/v1/jobs",
+                json={**{k: sweep_body(dataset["id"])[k] for k in ("model", "compile", "fit")}, "dataset_id": dataset["id"]},
+            ).status_code
+            == 429
+        )
 
 
 def test_cancel_cancels_queued_trials_and_adds_no_more(client, example_dataset):

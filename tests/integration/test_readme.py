@@ -53,3 +53,17 @@ def test_readme_validate_stop_early_walkthrough_stops_early_on_its_validation_se
     assert float(rows[-1][-1]) < float(rows[0][-1])  # ReduceLROnPlateau cut the learning rate, and it shows
     assert f"Epoch {summary['epochs_completed']}: early stopping" in result.stdout
     assert (tmp_path / "stopped-early.keras").stat().st_size > 1000
+
+
+def test_readme_sweeps_walkthrough_runs_the_grid_and_ranks_it(service, tmp_path):
+    result = run_walkthrough(service, tmp_path, "## Sweeps")
+    assert result.returncode == 0, result.stderr
+    board = [line.split(" ", 5) for line in result.stdout.splitlines() if line.startswith("trial ")]
+    assert len(board) == 8  # the whole 2 x 2 x 2 grid
+    objectives = [float(row[2]) for row in board]
+    assert objectives == sorted(objectives, reverse=True) and objectives[0] > 0.8
+    assert {json.loads(row[5])["fit.batch_size"] for row in board} == {10, 32}
+    summary = json.loads(next(line for line in result.stdout.splitlines() if line.startswith('{"status"')))
+    assert summary["status"] == "succeeded" and sum(summary["counts"][s] for s in ("succeeded", "failed", "cancelled")) == 8
+    trials = [line for line in result.stdout.splitlines() if line.split(" ")[-1] == "succeeded" and " job_" in line]
+    assert sorted(int(line.split()[0]) for line in trials) == list(range(1, 9))

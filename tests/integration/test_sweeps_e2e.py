@@ -94,6 +94,7 @@ def test_a_grid_trains_every_point_once_ranks_them_and_streams_its_trials(live):
     assert sum(importance["importances"].values()) == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("backend", ["embedded"], indirect=True)  # the verdict's code path is the same on both
 def test_the_median_pruner_stops_trials_that_fall_behind_and_they_end_succeeded_as_pruned(live):
     dataset = live.post("/v1/datasets/examples/side-effects").json()
     body = sweep_body(
@@ -128,8 +129,15 @@ def test_a_sweep_ends_with_exactly_its_trials_through_a_killed_worker_and_restar
         worker = c.start_worker()
         dataset = c.http.post("/v1/datasets/examples/side-effects").json()
         body = sweep_body(dataset["id"], fit={"epochs": 15, "batch_size": 16, "validation_split": 0.2, "seed": 0})
-        sweep_id = c.http.post("/v1/sweeps", json={**body, "sampler": "random", "trials": 5, "search": {
-            "compile.optimizer.learning_rate": {"type": "loguniform", "low": 0.001, "high": 0.05}}}).json()["id"]
+        sweep_id = c.http.post(
+            "/v1/sweeps",
+            json={
+                **body,
+                "sampler": "random",
+                "trials": 5,
+                "search": {"compile.optimizer.learning_rate": {"type": "loguniform", "low": 0.001, "high": 0.05}},
+            },
+        ).json()["id"]
         wait_running = time.monotonic() + 120
         while c.http.get(f"/v1/sweeps/{sweep_id}").json()["counts"]["running"] == 0:
             assert time.monotonic() < wait_running
