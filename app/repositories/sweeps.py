@@ -6,7 +6,7 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from app.lifecycle import ACTIVE
+from app.lifecycle import ACTIVE, StopReason
 from app.models import EpochMetric, Job, Sweep, utcnow
 from app.repositories.pagination import Page, newest_first
 
@@ -37,7 +37,7 @@ def status_counts(session: Session, sweep_ids: list[str]) -> dict[str, Counter[s
     )
     for sweep_id, status, stop_reason, count in session.execute(stmt):
         counts[str(sweep_id)][status] += count
-        if stop_reason == "pruned":
+        if stop_reason == StopReason.PRUNED:
             counts[str(sweep_id)]["pruned"] += count
     return counts
 

@@ -5,7 +5,7 @@ import copy
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, model_validator
 
 from app.specs import TUTORIAL_COMPILE, TUTORIAL_LAYERS, CompileSpec, FitSpec, ModelSpec
 
@@ -65,6 +65,9 @@ class IntSpec(BaseModel):
 
 
 Distribution = Annotated[ChoiceSpec | UniformSpec | IntSpec, Discriminator("type")]
+# model.layers[0].units: fields joined by dots, list items by [index], under model, compile or fit.
+SEARCH_PATH_PATTERN = r"^(model|compile|fit)(\.[A-Za-z_][A-Za-z0-9_]*(\[[0-9]+\])*)+$"
+SearchPath = Annotated[str, StringConstraints(pattern=SEARCH_PATH_PATTERN, max_length=300)]
 
 
 class Objective(BaseModel):
@@ -102,11 +105,14 @@ class SweepCreate(BaseModel):
     model: ModelSpec
     compile: CompileSpec
     fit: FitSpec = Field(default_factory=FitSpec)
-    search: dict[str, Distribution] = Field(
+    search: dict[SearchPath, Distribution] = Field(
         min_length=1,
         max_length=50,
         description="A path in the spec (compile.optimizer.learning_rate, model.layers[0].units, fit.batch_size) "
         "→ the distribution its value is drawn from",
+        # Every key must match the pattern (pydantic states it as patternProperties, which alone would
+        # still allow other keys).
+        json_schema_extra={"additionalProperties": False},
     )
     sampler: Literal["grid", "random", "tpe"] = Field(
         default="tpe",
@@ -155,27 +161,12 @@ def grid_values(distribution: ChoiceSpec | IntSpec) -> list[Any]:
     return list(distribution.values) if isinstance(distribution, ChoiceSpec) else distribution.values()
 
 
-_STEP = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
+_STEP = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)|\[([0-9]+)\]")
 
 
 def parse_path(path: str) -> list[str | int]:
-    """`model.layers[0].units` → ["model", "layers", 0, "units"]; ValueError for anything else."""
-    steps: list[str | int] = []
-    for part in path.split("."):
-        if not part:
-            raise ValueError("a path has no empty parts")
-        head = _STEP.match(part)
-        if head is None or head.group(1) is None:
-            raise ValueError(f"{part!r} does not start with a field name")
-        steps.append(head.group(1))
-        rest = part[head.end() :]
-        while rest:
-            index = re.match(r"\[(\d+)\]", rest)
-            if index is None:
-                raise ValueError(f"{part!r}: after a field name only [index] may follow")
-            steps.append(int(index.group(1)))
-            rest = rest[index.end() :]
-    return steps
+    """`model.layers[0].units` → ["model", "layers", 0, "units"], for a path SEARCH_PATH_PATTERN matched."""
+    return [name if name else int(index) for name, index in _STEP.findall(path)]
 
 
 def get_path(spec: Any, steps: list[str | int]) -> Any:

@@ -1,6 +1,6 @@
-"""Python client for Epochly: upload data, submit Keras training jobs, follow them live."""
+"""Python client for Epochly: upload data, submit Keras training jobs and sweeps, follow them live."""
 
 from epochly_client.client import Client, EpochlyError
-from epochly_client.models import Dataset, Epoch, Event, Job, JobStatus
+from epochly_client.models import Dataset, Epoch, Event, Importance, Job, JobStatus, Sweep, Trial
 
-__all__ = ["Client", "Dataset", "Epoch", "EpochlyError", "Event", "Job", "JobStatus"]
+__all__ = ["Client", "Dataset", "Epoch", "EpochlyError", "Event", "Importance", "Job", "JobStatus", "Sweep", "Trial"]

@@ -3,17 +3,19 @@
 import json
 import re
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
 import typer
 from rich.console import Console
+from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from epochly_client.client import DEFAULT_URL, Client, EpochlyError
-from epochly_client.models import Job, JobStatus
+from epochly_client.models import Job, JobStatus, Sweep, Trial, ranked
 from epochly_client.tutorial import TUTORIAL_JOB
 
 EXIT_FAILED = 1
@@ -28,6 +30,8 @@ keys_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(keys_app, name="keys")
+sweep_app = typer.Typer(help="Hyperparameter sweeps: many trials of one job spec, each an ordinary job.", no_args_is_help=True)
+app.add_typer(sweep_app, name="sweep")
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
@@ -51,11 +55,17 @@ def _print_json(data: Any) -> None:
     out.print_json(json.dumps(data))
 
 
-def _job_table(jobs: list[Job]) -> Table:
-    table = Table("id", "status", "epochs", "loss", "name")
+def _job_table(jobs: list[Job], *, trials: bool = False) -> Table:
+    """With `trials`, a sweep's trial number and parameters instead of the name (which only repeats the trial)."""
+    table = Table("id", "status", "epochs", "loss", *(("trial", "params") if trials else ("name",)))
     for job in jobs:
         loss = f"{job.latest['loss']:.4f}" if job.latest and "loss" in job.latest else ""
-        table.add_row(job.id, job.status, f"{job.epochs_completed}/{job.epochs_total}", loss, job.raw.get("name") or "")
+        row = [job.id, job.status, f"{job.epochs_completed}/{job.epochs_total}", loss]
+        if trials:
+            row += [str(job.trial or ""), _params_text(job.params or {}, short=True)]
+        else:
+            row.append(job.raw.get("name") or "")
+        table.add_row(*row)
     return table
 
 
@@ -216,12 +226,7 @@ def submit(
     as_json: JsonOpt = False,
 ) -> None:
     """Submit a job spec (JSON file); --follow watches it until it ends."""
-    try:
-        body = json.loads(spec.read_text())
-    except json.JSONDecodeError as exc:
-        err.print(f"error: {spec} is not valid JSON: {exc}")
-        raise typer.Exit(EXIT_USAGE) from None
-    job = ctx.obj.submit(body, dataset_id=dataset)
+    job = ctx.obj.submit(_read_json(spec), dataset_id=dataset)
     if follow:
         raise typer.Exit(_follow(ctx.obj, job.id, as_json))
     if as_json:
@@ -234,15 +239,16 @@ def submit(
 def list_jobs(
     ctx: typer.Context,
     status: Annotated[str | None, typer.Option(help="queued, running, succeeded, failed or cancelled")] = None,
+    sweep: Annotated[str | None, typer.Option(help="Only this sweep's trials")] = None,
     limit: int = 50,
     as_json: JsonOpt = False,
 ) -> None:
     """List jobs, newest first."""
-    jobs, _ = ctx.obj.jobs(status=status, limit=limit)
+    jobs, _ = ctx.obj.jobs(status=status, sweep_id=sweep, limit=limit)
     if as_json:
         _print_json([j.raw for j in jobs])
     else:
-        out.print(_job_table(jobs))
+        out.print(_job_table(jobs, trials=sweep is not None))
 
 
 @app.command()
@@ -380,6 +386,193 @@ def _follow(client: Client, job_id: str, as_json: bool) -> int:
                     bar.console.print(line, highlight=False)
     exit_codes: dict[str, int] = {JobStatus.SUCCEEDED: 0, JobStatus.CANCELLED: EXIT_CANCELLED}
     return exit_codes.get(final_status, EXIT_FAILED)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        err.print(f"error: {path} is not valid JSON: {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+def _short_names(paths: list[str]) -> dict[str, str]:
+    """Each path's shortest dotted tail that no other path ends with, for narrow tables:
+    compile.optimizer.learning_rate → learning_rate; model.layers[0].units → units, or layers[0].units
+    when model.layers[1].units is searched too."""
+    names = {}
+    for path in paths:
+        parts = path.split(".")
+        for size in range(1, len(parts) + 1):
+            tail = ".".join(parts[-size:])
+            if not any(other != path and (other == tail or other.endswith("." + tail)) for other in paths):
+                break
+        names[path] = tail
+    return names
+
+
+def _params_text(params: dict[str, Any], *, short: bool = False) -> str:
+    names = _short_names(list(params)) if short else {path: path for path in params}
+    return ", ".join(f"{names[path]}={value}" for path, value in params.items())
+
+
+def _objective_text(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
+def _trial_line(sweep: Sweep, trial: Trial) -> str:
+    return f"trial {trial.trial} - {sweep.metric}: {_objective_text(trial.objective) or 'n/a'} - {_params_text(trial.params)}"
+
+
+def _leaderboard_table(sweep: Sweep, trials: list[Trial]) -> Table:
+    """Best first (`trials` ranked), the best trial highlighted, a column per searched path."""
+    finished = sum(trial.done for trial in trials)
+    title = f"{sweep.id}: {finished}/{sweep.trials} trials ended, {sweep.direction} {sweep.metric}"
+    names = _short_names(list(sweep.search))
+    # Headers kept whole even in narrow output: they are what tells the columns apart.
+    params = [Column(name, min_width=len(name)) for name in names.values()]
+    objective = Column(sweep.metric, min_width=len(sweep.metric))
+    table = Table("trial", "status", *params, objective, "epochs", "stop reason", title=title)
+    for rank, trial in enumerate(trials):
+        style = "bold green" if rank == 0 and trial.objective is not None else None
+        values = [str(trial.params.get(path, "")) for path in names]
+        epochs = f"{trial.epochs_completed}/{sweep.epochs_per_trial or '?'}"
+        row = (str(trial.trial), trial.status, *values, _objective_text(trial.objective), epochs, trial.stop_reason or "")
+        table.add_row(*row, style=style)
+    return table
+
+
+@app.command("sweeps")
+def list_sweeps(ctx: typer.Context, limit: int = 50, as_json: JsonOpt = False) -> None:
+    """List sweeps, newest first."""
+    sweeps, _ = ctx.obj.sweeps(limit=limit)
+    if as_json:
+        _print_json([s.raw for s in sweeps])
+        return
+    table = Table(Column("id", no_wrap=True), "name", "status", "trials", "best")
+    for s in sweeps:
+        best = _objective_text(s.best.objective) if s.best else ""
+        table.add_row(s.id, s.name or "", s.status, f"{s.trials_finished}/{s.trials}", best)
+    out.print(table)
+
+
+@sweep_app.command("create")
+def sweep_create(
+    ctx: typer.Context,
+    spec: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Sweep JSON (as POST /v1/sweeps takes)")],
+    dataset: Annotated[str | None, typer.Option(help="Dataset id (overrides the file's dataset_id)")] = None,
+    follow: Annotated[bool, typer.Option("--follow", help="Show a live leaderboard until the sweep ends")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Start a sweep (JSON file); --follow shows its leaderboard live until every trial has ended."""
+    sweep = ctx.obj.create_sweep(_read_json(spec), dataset_id=dataset)
+    if follow:
+        if not as_json:
+            out.print(f"sweep {sweep.id}: {sweep.trials} trials, {sweep.raw['parallel']} at a time", highlight=False)
+        raise typer.Exit(_follow_sweep(ctx.obj, sweep, as_json))
+    if as_json:
+        _print_json(sweep.raw)
+    else:
+        out.print(f"{sweep.id} {sweep.status}", highlight=False)
+
+
+@sweep_app.command("follow")
+def sweep_follow(ctx: typer.Context, sweep_id: str, as_json: JsonOpt = False) -> None:
+    """Show a sweep's leaderboard live until every trial has ended."""
+    raise typer.Exit(_follow_sweep(ctx.obj, ctx.obj.sweep(sweep_id), as_json))
+
+
+@sweep_app.command("show")
+def sweep_show(ctx: typer.Context, sweep_id: str, as_json: JsonOpt = False) -> None:
+    """Show one sweep: its leaderboard, best first, and how much each searched parameter matters."""
+    sweep = ctx.obj.sweep(sweep_id)
+    importance = ctx.obj.sweep_importance(sweep_id)
+    if as_json:
+        _print_json({**sweep.raw, "importance": importance.raw})
+        return
+    out.print(f"{sweep.id} {sweep.name or ''} {sweep.status}", highlight=False)
+    out.print(_leaderboard_table(sweep, sweep.leaderboard))
+    if sweep.best:
+        out.print(f"best: {_trial_line(sweep, sweep.best)}", highlight=False)
+    if not importance.importances:
+        out.print("importance: needs at least 2 finished trials that drew different values", highlight=False)
+        return
+    table = Table("param", "importance", title=f"importance ({importance.method}, {importance.trials_used} trials)")
+    for path, share in importance.importances.items():
+        table.add_row(path, f"{share:.3f}")
+    out.print(table)
+
+
+@sweep_app.command("cancel")
+def sweep_cancel(ctx: typer.Context, sweep_id: str, as_json: JsonOpt = False) -> None:
+    """Cancel a sweep: no new trials, queued ones never start, running ones stop at their next batch."""
+    sweep = ctx.obj.cancel_sweep(sweep_id)
+    if as_json:
+        _print_json(sweep.raw)
+    else:
+        state = sweep.status if sweep.done else "cancelling (running trials stop at their next batch)"
+        out.print(f"{sweep.id} {state}", highlight=False)
+
+
+TRIAL_EVENTS = frozenset({"trial_queued", "trial_started", "pruned", "finished", "best"})
+
+
+def _sweep_event_line(sweep: Sweep, event_type: str, trial: Trial, epoch_lines: bool) -> str | None:
+    objective = f"{sweep.metric}: {_objective_text(trial.objective) or 'n/a'}"
+    if event_type == "trial_started":
+        return f"trial {trial.trial} started: {_params_text(trial.params)}"
+    if event_type == "epoch" and epoch_lines:
+        return f"trial {trial.trial} epoch {trial.epochs_completed}/{sweep.epochs_per_trial or '?'} - best {objective}"
+    if event_type == "pruned":
+        return f"trial {trial.trial} pruned after epoch {trial.epochs_completed} - {objective}"
+    if event_type == "finished":
+        how = f" ({trial.stop_reason})" if trial.stop_reason else ""
+        return f"trial {trial.trial} {trial.status}{how} after {trial.epochs_completed} epochs - {objective}"
+    if event_type == "best":
+        return f"new best: {_trial_line(sweep, trial)}"
+    return None
+
+
+def _follow_sweep(client: Client, sweep: Sweep, as_json: bool) -> int:
+    """A live leaderboard on a terminal; elsewhere a line per trial event (or, with --json, per event) and the final one."""
+    live = out.is_terminal and not as_json
+    trials = {t.job_id: t for t in sweep.leaderboard}
+    final_status = "unknown"
+
+    def leaderboard() -> Table:
+        return _leaderboard_table(sweep, ranked(list(trials.values()), sweep.direction))
+
+    with Live(get_renderable=leaderboard, console=out, transient=True) if live else nullcontext():
+        for event in client.sweep_events(sweep.id):
+            if as_json:
+                print(json.dumps({"event": event.type, "id": event.id, "data": event.data}), flush=True)
+            if event.type == "sweep":
+                # The whole sweep: first, and again after a reconnect (the stream does not replay).
+                sweep = Sweep.from_json(event.data)
+                trials = {t.job_id: t for t in sweep.leaderboard}
+            elif event.type == "end":
+                final_status = event.data["status"]
+            elif (trial := _updated_trial(sweep, trials, event.type, event.data)) is not None:
+                trials[trial.job_id] = trial
+                if not as_json and (line := _sweep_event_line(sweep, event.type, trial, epoch_lines=not live)):
+                    out.print(line, highlight=False)
+    if not as_json:
+        final = client.sweep(sweep.id)
+        out.print(_leaderboard_table(final, final.leaderboard))
+        if final.best:
+            out.print(f"best: {_trial_line(final, final.best)}", highlight=False)
+        out.print(f"sweep {final.id} {final_status}", highlight=False)
+    exit_codes: dict[str, int] = {JobStatus.SUCCEEDED: 0, JobStatus.CANCELLED: EXIT_CANCELLED}
+    return exit_codes.get(final_status, EXIT_FAILED)
+
+
+def _updated_trial(sweep: Sweep, trials: dict[str, Trial], event_type: str, data: dict[str, Any]) -> Trial | None:
+    """The trial an event is about, as it stands after it; None for events about no known trial."""
+    if event_type in TRIAL_EVENTS:
+        return Trial.from_json(data)
+    if event_type == "epoch" and (trial := trials.get(data["job_id"])) is not None:
+        return trial.after_epoch(data["epoch"], data.get("objective"), sweep.direction)
+    return None
 
 
 def main() -> None:

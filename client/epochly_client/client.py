@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 from httpx_sse import connect_sse
 
-from epochly_client.models import Dataset, Epoch, Event, Job
+from epochly_client.models import Dataset, Epoch, Event, Importance, Job, Sweep
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 RECONNECT_DELAY_S = 1.0
@@ -76,8 +76,11 @@ class Client:
     def get(self, job_id: str) -> Job:
         return Job.from_json(self._request("GET", f"/v1/jobs/{job_id}").json())
 
-    def jobs(self, *, status: str | None = None, limit: int = 50, cursor: str | None = None) -> tuple[list[Job], str | None]:
-        page = self._request("GET", "/v1/jobs", params=_params(status=status, limit=limit, cursor=cursor)).json()
+    def jobs(
+        self, *, status: str | None = None, sweep_id: str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[Job], str | None]:
+        params = _params(status=status, sweep_id=sweep_id, limit=limit, cursor=cursor)
+        page = self._request("GET", "/v1/jobs", params=params).json()
         return [Job.from_json(j) for j in page["items"]], page["next_cursor"]
 
     def metrics(self, job_id: str, after: int = 0) -> list[Epoch]:
@@ -129,10 +132,13 @@ class Client:
 
     def stream(self, job_id: str, *, last_event_id: str | None = None) -> Iterator[Event]:
         """Every event of a job until `end`, reconnecting with Last-Event-ID if the connection drops."""
+        return self._events(f"/v1/jobs/{job_id}/events", last_event_id)
+
+    def _events(self, path: str, last_event_id: str | None = None) -> Iterator[Event]:
         while True:
             headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
             try:
-                with connect_sse(self._http, "GET", f"/v1/jobs/{job_id}/events", headers=headers, timeout=None) as source:
+                with connect_sse(self._http, "GET", path, headers=headers, timeout=None) as source:
                     if source.response.status_code >= 400:
                         source.response.read()
                         raise EpochlyError(source.response.status_code, source.response.json())
@@ -146,6 +152,37 @@ class Client:
                             return
             except (httpx.TransportError, httpx.RemoteProtocolError):
                 time.sleep(RECONNECT_DELAY_S)
+
+    # Hyperparameter sweeps: each trial is an ordinary job (`jobs(sweep_id=...)`)
+    def create_sweep(self, spec: dict[str, Any], *, dataset_id: str | None = None) -> Sweep:
+        """Start a sweep: a base job spec plus `search`, `sampler`, `pruner`, `objective`, `trials`, `parallel`, `seed`."""
+        body = {**spec, **({"dataset_id": dataset_id} if dataset_id else {})}
+        return Sweep.from_json(self._request("POST", "/v1/sweeps", json=body).json())
+
+    def sweep(self, sweep_id: str) -> Sweep:
+        return Sweep.from_json(self._request("GET", f"/v1/sweeps/{sweep_id}").json())
+
+    def sweeps(self, *, limit: int = 50, cursor: str | None = None) -> tuple[list[Sweep], str | None]:
+        page = self._request("GET", "/v1/sweeps", params=_params(limit=limit, cursor=cursor)).json()
+        return [Sweep.from_json(s) for s in page["items"]], page["next_cursor"]
+
+    def cancel_sweep(self, sweep_id: str) -> Sweep:
+        """No new trials; queued ones are cancelled at once, running ones at their next batch."""
+        return Sweep.from_json(self._request("POST", f"/v1/sweeps/{sweep_id}/cancel").json())
+
+    def sweep_importance(self, sweep_id: str) -> Importance:
+        return Importance.from_json(self._request("GET", f"/v1/sweeps/{sweep_id}/importance").json())
+
+    def sweep_events(self, sweep_id: str) -> Iterator[Event]:
+        """Every event of a sweep until `end`. The server does not replay, so after a dropped connection the
+        stream starts again with a fresh `sweep` event (the whole sweep)."""
+        return self._events(f"/v1/sweeps/{sweep_id}/events")
+
+    def wait_sweep(self, sweep_id: str) -> Sweep:
+        """Block until every trial of the sweep has ended; returns its final state."""
+        for _ in self.sweep_events(sweep_id):
+            pass
+        return self.sweep(sweep_id)
 
     # API keys (the caller's own) and the audit log
     def create_key(self, *, name: str = "key", scope: str | None = None, expires_in_s: int | None = None) -> dict[str, Any]:

@@ -76,6 +76,21 @@ class Job:
     def best_epoch(self) -> int | None:
         return self.raw.get("best_epoch")
 
+    @property
+    def sweep_id(self) -> str | None:
+        """The sweep this job is a trial of, if any."""
+        return self.raw.get("sweep_id")
+
+    @property
+    def trial(self) -> int | None:
+        """Its 1-based trial number in its sweep."""
+        return self.raw.get("trial")
+
+    @property
+    def params(self) -> dict[str, Any] | None:
+        """A trial's sampled values, by spec path."""
+        return self.raw.get("params")
+
     def stop_line(self) -> str | None:
         """Why training ended, in one line, for a job that stopped before its last epoch."""
         if self.stop_reason == "early_stopping":
@@ -101,8 +116,118 @@ class Job:
 
 
 @dataclass(frozen=True)
+class Trial:
+    """One trial of a sweep: an ordinary job, what was sampled for it and the best objective value it reached."""
+
+    job_id: str
+    trial: int
+    status: str
+    params: dict[str, Any]
+    objective: float | None
+    epochs_completed: int
+    stop_reason: str | None
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def done(self) -> bool:
+        return self.status in TERMINAL
+
+    def after_epoch(self, epoch: int, value: float | None, direction: str) -> "Trial":
+        """This trial once `epoch` reported `value`: its objective stays the best so far, as the server keeps it."""
+        best = self.objective
+        if value is not None and (best is None or (value > best if direction == "maximize" else value < best)):
+            best = value
+        return Trial.from_json({**self.raw, "epochs_completed": max(epoch, self.epochs_completed), "objective": best})
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Trial":
+        return cls(
+            data["job_id"],
+            data["trial"],
+            data["status"],
+            data["params"],
+            data.get("objective"),
+            data["epochs_completed"],
+            data.get("stop_reason"),
+            data,
+        )
+
+
+def ranked(trials: list[Trial], direction: str) -> list[Trial]:
+    """The server's leaderboard order: best objective first, trials without one yet last, by trial number."""
+    sign = -1.0 if direction == "maximize" else 1.0
+    return sorted(trials, key=lambda t: (t.objective is None, sign * (t.objective or 0.0), t.trial))
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A sweep; `leaderboard` (every trial, best first) is empty in lists, which carry only `best`."""
+
+    id: str
+    name: str | None
+    status: str
+    metric: str
+    direction: str
+    trials: int
+    trials_created: int
+    counts: dict[str, int]
+    best: Trial | None
+    leaderboard: list[Trial]
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def done(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def trials_finished(self) -> int:
+        """Trials that have ended, however (pruned ones count as succeeded)."""
+        return sum(self.counts.get(status, 0) for status in TERMINAL)
+
+    @property
+    def epochs_per_trial(self) -> int | None:
+        return self.raw.get("spec", {}).get("fit", {}).get("epochs")
+
+    @property
+    def search(self) -> dict[str, dict[str, Any]]:
+        """Spec path → distribution (empty in lists)."""
+        return self.raw.get("search", {})
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Sweep":
+        return cls(
+            data["id"],
+            data.get("name"),
+            data["status"],
+            data["objective"]["metric"],
+            data["objective"]["direction"],
+            data["trials"],
+            data["trials_created"],
+            data["counts"],
+            Trial.from_json(data["best"]) if data.get("best") else None,
+            [Trial.from_json(t) for t in data.get("leaderboard", [])],
+            data,
+        )
+
+
+@dataclass(frozen=True)
+class Importance:
+    """How much of the objective's spread each searched path explains, largest first (empty below 2 finished trials)."""
+
+    method: str
+    trials_used: int
+    importances: dict[str, float]
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Importance":
+        return cls(data["method"], data["trials_used"], data["importances"], data)
+
+
+@dataclass(frozen=True)
 class Event:
-    """One server-sent event: `status`, `epoch`, `progress` or `end`."""
+    """One server-sent event: a job's `status`, `epoch`, `progress` or `end`; a sweep's `sweep`, `trial_queued`,
+    `trial_started`, `epoch`, `pruned`, `finished`, `best` or `end`."""
 
     type: str
     id: str | None
@@ -110,4 +235,5 @@ class Event:
 
     @property
     def epoch(self) -> Epoch | None:
-        return Epoch.from_json(self.data) if self.type == "epoch" else None
+        """A job's epoch (a sweep's `epoch` events carry the trial and objective instead)."""
+        return Epoch.from_json(self.data) if self.type == "epoch" and "sweep_id" not in self.data else None

@@ -56,7 +56,8 @@ def test_model_download_is_binary_and_keras_json_a_string_or_an_object(document)
 
 def test_creates_link_the_new_id_to_every_operation_that_takes_it(document):
     by_id = {operation["operationId"]: (path, operation) for _, path, operation in operations(document)}
-    for path, status, parameter in (("/v1/datasets", "201", "dataset_id"), ("/v1/jobs", "202", "job_id")):
+    creates = (("/v1/datasets", "201", "dataset_id"), ("/v1/jobs", "202", "job_id"), ("/v1/sweeps", "202", "sweep_id"))
+    for path, status, parameter in creates:
         links = document["paths"][path]["post"]["responses"][status]["links"]
         taking_it = {
             operation_id

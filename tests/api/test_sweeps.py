@@ -60,7 +60,7 @@ def test_a_grid_sweep_is_accepted_and_queues_parallel_trials_as_ordinary_jobs(cl
             "no 'beta_9'",
         ),
         ({"search": {"model.layers[7].units": {"type": "choice", "values": [4]}}}, "search.model.layers[7].units", "3 item(s)"),
-        ({"search": {"fit..epochs": {"type": "choice", "values": [4]}}}, "search.fit..epochs", "not a path"),
+        ({"search": {"fit..epochs": {"type": "choice", "values": [4]}}}, "search.fit..epochs", "should match pattern"),
         ({"objective": {"metric": "val_auc", "direction": "maximize"}}, "objective.metric", "reports no 'val_auc'"),
         (
             {"search": {"compile.optimizer.learning_rate": {"type": "loguniform", "low": 0.001, "high": 0.1}}},

@@ -16,7 +16,8 @@ from app.sweeps.service import SweepView
 from app.sweeps.spec import SweepCreate
 
 router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"])
-SWEEP_ID_OPERATIONS = ("get_sweep", "cancel_sweep", "get_sweep_importance", "stream_sweep_events")
+# list_jobs takes it as ?sweep_id=, for the trials.
+SWEEP_ID_OPERATIONS = ("get_sweep", "cancel_sweep", "get_sweep_importance", "stream_sweep_events", "list_jobs")
 
 
 def trial_read(job: Job) -> TrialRead:

@@ -16,7 +16,17 @@ from fastapi.staticfiles import StaticFiles
 from app.specs import TUTORIAL_COMPILE, TUTORIAL_FIT, TUTORIAL_LAYERS
 
 STATIC = Path(__file__).resolve().parent.parent.parent / "static"
-PAGES = ("/ui", "/ui/", "/ui/login", "/ui/jobs/{job_id}", "/ui/compare", "/ui/datasets", "/ui/new")
+PAGES = (
+    "/ui",
+    "/ui/",
+    "/ui/login",
+    "/ui/jobs/{job_id}",
+    "/ui/sweeps",
+    "/ui/sweeps/{sweep_id}",
+    "/ui/compare",
+    "/ui/datasets",
+    "/ui/new",
+)
 TUTORIAL_SPEC = {
     "name": "side-effects tutorial",
     "model": {"layers": TUTORIAL_LAYERS},

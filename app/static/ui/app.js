@@ -64,7 +64,7 @@ async function api(method, path, { json, form, raw } = {}) {
 }
 
 // Server-Sent Events over fetch(): sends the key as a header and, on reconnect, Last-Event-ID.
-function stream(path, { onEvent, onOpen, onDrop, onEnd }) {
+function stream(path, { onEvent, onOpen, onDrop, onEnd, onGone }) {
   let lastId = null, stopped = false, controller = null, retryMs = 1000;
   const dispatch = (block) => {
     let event = "message", data = "";
@@ -107,7 +107,7 @@ function stream(path, { onEvent, onOpen, onDrop, onEnd }) {
         }
         if (stopped) controller.abort();
       } catch (err) {
-        if (err instanceof ApiError && err.status === 404) { stopped = true; return; }
+        if (err instanceof ApiError && err.status === 404) { stopped = true; onGone && onGone(); return; }
       }
       if (stopped) return;
       onDrop && onDrop();
@@ -174,6 +174,13 @@ function pretty(value, indent = "") {
   return `${open}\n${items.join(",\n")}\n${indent}${close}`;
 }
 
+// "sweep swp_… · trial N" for a job that is a sweep's trial; nothing for an ordinary job.
+function sweepLink(job) {
+  if (!job.sweep_id) return null;
+  return h("a", { class: "sweep-link small", href: "/ui/sweeps/" + encodeURIComponent(job.sweep_id) },
+    h("span", { class: "mono" }, "sweep " + job.sweep_id), ` · trial ${job.trial}`);
+}
+
 function notFound(what) {
   main().replaceChildren(h("div", { class: "panel notice", id: "not-found" },
     h("h1", {}, "Not found"),
@@ -205,7 +212,7 @@ class LiveChart {
       scales: { x: { time: false } },
       cursor: { drag: { x: true, y: false } },
       axes: [{ label: "epoch", grid: { stroke: "#eef0f3" }, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000] }, { grid: { stroke: "#eef0f3" }, size: 60 }],
-      series: [{ label: "epoch" }, ...series.map((s) => ({ label: s.label, stroke: s.color, width: 2, dash: s.dash, spanGaps: true, points: { size: 4 } }))],
+      series: [{ label: "epoch" }, ...series.map((s) => ({ label: s.label, stroke: s.color, width: s.width || 2, dash: s.dash, spanGaps: true, points: { size: s.pointSize || 4 } }))],
       hooks: { setSelect: [(u) => { if (u.select.width > 4) this.zoomed = true; }] },
     };
     this.plot = new uPlot(opts, [[], ...series.map(() => [])], target);
@@ -217,6 +224,11 @@ class LiveChart {
     this.plot.setData(data, !this.zoomed);
     this.epochs = epochs;
     this.container.dataset.epochs = String(epochs);
+  }
+  destroy() {
+    window.removeEventListener("resize", this.resize);
+    this.plot.destroy();
+    this.container.replaceChildren();
   }
 }
 
@@ -293,7 +305,7 @@ function jobsPage() {
     tr.dataset.jobId = job.id;
     tr.dataset.status = job.status;
     const [, name, status, epoch, loss, acc, ageCell] = tr.children;
-    name.replaceChildren(h("a", { href: "/ui/jobs/" + job.id }, job.name || job.id), h("div", { class: "muted small mono" }, job.id));
+    name.replaceChildren(h("a", { href: "/ui/jobs/" + job.id }, job.name || job.id), h("div", { class: "muted small mono" }, job.id), sweepLink(job));
     status.replaceChildren(badge(job.status));
     const running = job.status === "running" && job.batches_per_epoch;
     epoch.replaceChildren(h("div", { class: "epochcell" },
@@ -385,7 +397,7 @@ async function jobPage(jobId) {
 
   main().replaceChildren(
     h("div", { class: "pagehead" },
-      h("h1", {}, job.name || "Untitled job"), statusEl, h("span", { class: "muted mono small" }, job.id),
+      h("h1", {}, job.name || "Untitled job"), statusEl, h("span", { class: "muted mono small" }, job.id), sweepLink(job),
       h("span", { class: "spacer" }),
       h("a", { class: "btn", href: "/ui/compare?jobs=" + job.id }, "Compare…"), download, cancelBtn),
     errorBox, stopBox,
@@ -493,6 +505,320 @@ async function jobPage(jobId) {
       }
     },
     onEnd() { setLive(false, "finished"); refresh(); },
+  });
+}
+
+// ---- sweeps ----------------------------------------------------------------------------------
+
+// The sweep page's fallback when its stream is unavailable, and the list's refresh.
+const SWEEP_POLL_MS = 2000;
+const SWEEP_LIST_POLL_MS = 5000;
+const BEST_COLOR = COLORS[0];
+const OTHER_COLOR = "#a3abb8";
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+function svg(tag, attrs = {}, ...children) {
+  const el = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs)) if (v !== null && v !== undefined) el.setAttribute(k, v);
+  for (const c of children.flat()) if (c !== null && c !== undefined) el.append(c instanceof Node ? c : String(c));
+  return el;
+}
+
+// Pruned trials end "succeeded", so these three are every trial that has ended.
+const trialsDone = (s) => s.counts.succeeded + s.counts.failed + s.counts.cancelled;
+const directionWord = (s) => (s.objective.direction === "maximize" ? "max" : "min");
+const paramText = (v) => (typeof v === "number" ? String(+v.toPrecision(4)) : v === undefined ? "—" : JSON.stringify(v));
+
+function sweepsPage() {
+  document.title = "Sweeps · Epochly";
+  const tbody = h("tbody");
+  const empty = h("div", { class: "empty", hidden: true }, "No sweeps yet. Start one with ", h("code", {}, "POST /v1/sweeps"),
+    " (see the ", h("a", { href: "/docs" }, "API docs"), ").");
+  main().replaceChildren(
+    h("div", { class: "pagehead" }, h("h1", {}, "Sweeps")),
+    h("div", { class: "panel flush" },
+      h("table", { id: "sweeps" },
+        h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Name"), h("th", { scope: "col" }, "Status"), h("th", { scope: "col" }, "Trials"),
+          h("th", { scope: "col" }, "Objective"), h("th", { scope: "col", class: "num" }, "Best"), h("th", { scope: "col" }, "Created"))),
+        tbody),
+      empty));
+  const row = (s) => {
+    const done = trialsDone(s);
+    return h("tr", { "data-sweep-id": s.id, "data-status": s.status },
+      h("td", {}, h("a", { href: "/ui/sweeps/" + encodeURIComponent(s.id) }, s.name || s.id), h("div", { class: "muted small mono" }, s.id)),
+      h("td", {}, badge(s.status)),
+      h("td", {}, h("div", { class: "epochcell" }, h("span", { class: "k trials" }, `${done}/${s.trials}`), bar(s.trials ? done / s.trials : 0))),
+      h("td", { class: "mono small" }, `${s.objective.metric} (${directionWord(s)})`),
+      h("td", { class: "num best-objective" }, fmt(s.best && s.best.objective)),
+      h("td", { class: "muted", title: when(s.created_at) }, age(s.created_at)));
+  };
+  const load = async () => {
+    const page = await api("GET", "/v1/sweeps?limit=200");
+    tbody.replaceChildren(...page.items.map(row));
+    empty.hidden = page.items.length > 0;
+  };
+  setInterval(() => load().catch(() => {}), SWEEP_LIST_POLL_MS);
+  return load();
+}
+
+// One parameter against the objective, a point per trial that has an objective. Numbers get a
+// linear axis, or a log one where the values span a decade or more (learning rates); anything
+// else is placed by category, in the order the search space lists it.
+function scatterPlot(path, distribution, points, metric, bestId) {
+  const W = 340, H = 210, L = 56, R = 14, T = 12, B = 30;
+  const numeric = points.every((p) => typeof p.x === "number");
+  let xPos, xTicks;
+  if (numeric) {
+    const xs = points.map((p) => p.x);
+    const lo = Math.min(...xs), hi = Math.max(...xs);
+    const log = lo > 0 && (distribution.type === "loguniform" || hi / lo >= 10);
+    const f = log ? Math.log10 : (v) => v;
+    let [a, b] = [f(lo), f(hi)];
+    if (a === b) { a -= 1; b += 1; }
+    const pad = (b - a) * 0.08;
+    xPos = (v) => L + ((f(v) - a + pad) / (b - a + 2 * pad)) * (W - L - R);
+    const distinct = [...new Set(xs)].sort((m, n) => m - n);
+    xTicks = distinct.length <= 5 ? distinct : [lo, hi];
+  } else {
+    const listed = distribution.type === "choice" ? distribution.values.map((v) => JSON.stringify(v)) : [];
+    const cats = [...new Set([...listed, ...points.map((p) => JSON.stringify(p.x))])];
+    xPos = (v) => L + ((cats.indexOf(JSON.stringify(v)) + 0.5) / cats.length) * (W - L - R);
+    xTicks = cats.map((c) => JSON.parse(c));
+  }
+  const ys = points.map((p) => p.y);
+  let [c, d] = [Math.min(...ys), Math.max(...ys)];
+  if (c === d) { c -= 0.5; d += 0.5; }
+  const yPad = (d - c) * 0.1;
+  const yPos = (v) => T + (1 - (v - c + yPad) / (d - c + 2 * yPad)) * (H - T - B);
+  const ordered = [...points].sort((p, q) => (p.jobId === bestId) - (q.jobId === bestId));
+  return svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": `${metric} against ${path}, ${points.length} trials` },
+    svg("line", { class: "axis", x1: L, y1: H - B, x2: W - R, y2: H - B }),
+    svg("line", { class: "axis", x1: L, y1: T, x2: L, y2: H - B }),
+    xTicks.map((v) => svg("text", { x: xPos(v), y: H - B + 16, "text-anchor": "middle" }, paramText(v))),
+    [Math.min(...ys), Math.max(...ys)].map((v) => svg("text", { x: L - 6, y: yPos(v) + 4, "text-anchor": "end" }, fmt(v, 3))),
+    ordered.map((p) => svg("circle", { class: p.jobId === bestId ? "point best" : "point", "data-trial": p.trial, cx: xPos(p.x), cy: yPos(p.y), r: p.jobId === bestId ? 6 : 4.5 },
+      svg("title", {}, `trial ${p.trial}: ${path} = ${paramText(p.x)}, ${metric} = ${fmt(p.y)}`))));
+}
+
+async function sweepPage(sweepId) {
+  const path = "/v1/sweeps/" + encodeURIComponent(sweepId);
+  let sweep;
+  try {
+    sweep = await api("GET", path);
+  } catch (err) {
+    if (err.status === 404) return notFound(`There is no sweep with id ${sweepId}.`);
+    return showError(err);
+  }
+  document.title = `${sweep.name || sweep.id} · Epochly`;
+  const metric = sweep.objective.metric;
+  const maximize = sweep.objective.direction === "maximize";
+  const params = Object.keys(sweep.search);
+  const baseEpochs = ((sweep.spec || {}).fit || {}).epochs;
+  // The objective metric by job id, then epoch: what the curves are drawn from.
+  const curves = new Map();
+
+  const statusEl = h("span");
+  const cancelBtn = h("button", { class: "btn danger", id: "cancel-sweep", onclick: async () => {
+    if (!confirm("Cancel this sweep? No new trials start, queued ones are cancelled and running ones stop at their next batch.")) return;
+    cancelBtn.disabled = true;
+    try { apply(await api("POST", path + "/cancel")); } catch (err) { alert(err.message); cancelBtn.disabled = false; }
+  } }, "Cancel sweep");
+  const trialsStat = h("div", { class: "value", id: "trials-done" });
+  const trialsBar = h("div");
+  const runningStat = h("div", { class: "value" });
+  const prunedStat = h("div", { class: "value" });
+  const bestStat = h("div", { class: "value", id: "best-objective" });
+  const bestWhich = h("div", { class: "muted small" });
+  const board = h("tbody");
+  const curvesBox = h("div", { class: "panel chart", id: "curves", "data-metric": metric, "data-series": "0", "data-epochs": "0" });
+  const scatters = h("div", { class: "scatters", id: "scatters" });
+  const importanceBody = h("div");
+  const details = h("dl", { class: "kv" });
+
+  main().replaceChildren(
+    h("div", { class: "pagehead" },
+      h("h1", {}, sweep.name || "Untitled sweep"), statusEl, h("span", { class: "muted mono small" }, sweep.id),
+      h("span", { class: "spacer" }), cancelBtn),
+    h("div", { class: "panel stats" },
+      h("div", { class: "stat" }, h("div", { class: "label" }, "Trials done"), trialsStat, trialsBar),
+      h("div", { class: "stat" }, h("div", { class: "label" }, "Running"), runningStat),
+      h("div", { class: "stat" }, h("div", { class: "label" }, "Pruned"), prunedStat),
+      h("div", { class: "stat" }, h("div", { class: "label" }, `Best ${metric} (${directionWord(sweep)})`), bestStat, bestWhich)),
+    h("div", { class: "panel flush" },
+      h("table", { id: "leaderboard" },
+        h("caption", {}, "Leaderboard, best first"),
+        h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Trial"), h("th", { scope: "col" }, "Status"),
+          ...params.map((p) => h("th", { scope: "col", class: "param mono" }, p)),
+          h("th", { scope: "col", class: "num param" }, metric), h("th", { scope: "col", class: "num" }, "Epochs"), h("th", { scope: "col" }, "Stop reason"))),
+        board)),
+    curvesBox,
+    scatters,
+    h("div", { class: "grid2" },
+      h("div", { class: "panel", id: "importance" }, h("h2", {}, "Parameter importance"), importanceBody),
+      h("div", { class: "panel" }, h("h2", {}, "Details"), details)));
+
+  const bestId = () => (sweep.best ? sweep.best.job_id : null);
+  // The server's leaderboard order, kept between refreshes while epochs arrive over the stream.
+  const ranked = () => [...sweep.leaderboard].sort((a, b) =>
+    (a.objective === null) - (b.objective === null) || (maximize ? b.objective - a.objective : a.objective - b.objective) || a.trial - b.trial);
+
+  const renderHead = () => {
+    statusEl.replaceChildren(badge(sweep.status));
+    document.body.dataset.status = sweep.status;
+    cancelBtn.hidden = !ACTIVE.has(sweep.status);
+    cancelBtn.disabled = !!sweep.cancelled_at;
+    const done = trialsDone(sweep);
+    trialsStat.textContent = `${done}/${sweep.trials}`;
+    trialsBar.replaceChildren(bar(sweep.trials ? done / sweep.trials : 0));
+    runningStat.textContent = String(sweep.counts.running);
+    prunedStat.textContent = String(sweep.counts.pruned);
+    bestStat.textContent = fmt(sweep.best && sweep.best.objective);
+    bestWhich.replaceChildren(sweep.best ? h("a", { href: "/ui/jobs/" + sweep.best.job_id }, `trial ${sweep.best.trial}`) : "no objective yet");
+    const pairs = [["Dataset", sweep.dataset_id || "—"], ["Sampler", sweep.sampler], ["Pruner", sweep.pruner],
+      ["Parallel", String(sweep.parallel)], ["Seed", String(sweep.seed)], ["Created", when(sweep.created_at)], ["Finished", when(sweep.finished_at)],
+      ...Object.entries(sweep.search).map(([p, dist]) => [p, JSON.stringify(dist)])];
+    details.replaceChildren(...pairs.flatMap(([k, v]) => [h("dt", { class: k in sweep.search ? "mono" : "" }, k), h("dd", { class: k in sweep.search ? "mono" : "" }, v)]));
+  };
+
+  const renderBoard = () => {
+    const best = bestId();
+    const rows = ranked().map((t) => {
+      const total = t.params["fit.epochs"] ?? baseEpochs;
+      return h("tr", { class: t.job_id === best ? "best" : null, "data-job-id": t.job_id, "data-trial": t.trial, "data-status": t.status,
+        "data-epochs": t.epochs_completed, "data-objective": t.objective ?? "", "data-best": t.job_id === best ? "true" : null },
+        h("td", {}, h("a", { href: "/ui/jobs/" + t.job_id }, `trial ${t.trial}`), t.job_id === best ? h("span", { class: "badge best" }, "best") : ""),
+        h("td", {}, badge(t.status)),
+        ...params.map((p) => h("td", { class: "mono" }, paramText(t.params[p]))),
+        h("td", { class: "num objective" }, fmt(t.objective)),
+        h("td", { class: "num epochs" }, total ? `${t.epochs_completed}/${total}` : String(t.epochs_completed)),
+        h("td", {}, t.stop_reason === "pruned" ? h("span", { class: "badge pruned" }, "pruned") : t.stop_reason || "—"));
+    });
+    board.replaceChildren(...(rows.length ? rows : [h("tr", {}, h("td", { colspan: params.length + 5, class: "empty" }, "No trials yet."))]));
+  };
+
+  const renderScatters = () => {
+    const best = bestId();
+    const scored = sweep.leaderboard.filter((t) => typeof t.objective === "number");
+    scatters.replaceChildren(...params.map((p) => {
+      const points = scored.filter((t) => p in t.params && t.params[p] !== null).map((t) => ({ x: t.params[p], y: t.objective, trial: t.trial, jobId: t.job_id }));
+      return h("div", { class: "panel scatter", "data-param": p, "data-points": points.length },
+        h("h2", { class: "mono" }, p), h("div", { class: "muted small" }, `each trial's ${metric} against its value`),
+        points.length ? scatterPlot(p, sweep.search[p], points, metric, best) : h("p", { class: "muted" }, "No trial has an objective yet."));
+    }));
+  };
+
+  // One series per trial that has epochs; the best trial's is drawn last, thick and in color, so
+  // the thin grey ones never hide it. uPlot fixes a series' style when it is made, so a new best
+  // or a new trial rebuilds the chart.
+  let chart = null, chartKey = null;
+  const drawCurves = frameScheduler(() => {
+    const best = bestId();
+    const shown = sweep.leaderboard.filter((t) => (curves.get(t.job_id) || new Map()).size)
+      .sort((a, b) => (a.job_id === best) - (b.job_id === best) || a.trial - b.trial);
+    const key = shown.map((t) => t.job_id).join(",") + "|" + best;
+    if (key !== chartKey) {
+      if (chart) chart.destroy();
+      curvesBox.replaceChildren();
+      chartKey = key;
+      chart = shown.length ? new LiveChart(curvesBox, `${metric} per epoch, every trial`, shown.map((t) => (t.job_id === best
+        ? { label: `trial ${t.trial} (best)`, color: BEST_COLOR, width: 3 }
+        : { label: `trial ${t.trial}`, color: OTHER_COLOR, width: 1, pointSize: 3 }))) : null;
+      if (!chart) curvesBox.replaceChildren(h("h2", {}, `${metric} per epoch, every trial`), h("p", { class: "muted" }, "No epochs yet."));
+    }
+    curvesBox.dataset.series = String(shown.length);
+    curvesBox.dataset.bestJobId = best || "";
+    if (!chart) return;
+    const maxEpoch = Math.max(0, ...shown.flatMap((t) => [...curves.get(t.job_id).keys()]));
+    const xs = Array.from({ length: maxEpoch }, (_, i) => i + 1);
+    chart.set([xs, ...shown.map((t) => xs.map((x) => curves.get(t.job_id).get(x) ?? null))], maxEpoch);
+  });
+
+  const addEpoch = (jobId, epoch, logs) => {
+    if (!curves.has(jobId)) curves.set(jobId, new Map());
+    curves.get(jobId).set(epoch, logs && typeof logs[metric] === "number" ? logs[metric] : null);
+  };
+  // Fetches only the epochs a trial has that the page lacks, so a missed stream event or a poll
+  // catches up without re-reading whole histories.
+  const fetching = new Set();
+  const syncCurves = () => {
+    for (const t of sweep.leaderboard) {
+      const have = curves.get(t.job_id);
+      const last = have && have.size ? Math.max(...have.keys()) : 0;
+      if (t.epochs_completed <= last || fetching.has(t.job_id)) continue;
+      fetching.add(t.job_id);
+      api("GET", `/v1/jobs/${t.job_id}/metrics?after=${last}`)
+        .then((m) => { for (const e of m.epochs) addEpoch(t.job_id, e.epoch, e.logs); })
+        .catch(() => {})
+        .finally(() => { fetching.delete(t.job_id); drawCurves(); });
+    }
+  };
+
+  let importanceFor = null;
+  const loadImportance = async () => {
+    let result;
+    try { result = await api("GET", path + "/importance"); } catch (err) {
+      importanceBody.replaceChildren(h("p", { class: "muted" }, `Not available: ${err.message}`));
+      return;
+    }
+    const entries = Object.entries(result.importances);
+    importanceBody.replaceChildren(entries.length
+      ? h("table", { id: "importances" },
+        h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Parameter"), h("th", { scope: "col" }, "Share"), h("th", { scope: "col", class: "num" }, "%"))),
+        h("tbody", {}, entries.map(([p, v]) => h("tr", { "data-param": p }, h("td", { class: "mono" }, p), h("td", {}, bar(v)), h("td", { class: "num" }, (v * 100).toFixed(1))))))
+      : h("p", { class: "muted" }, `Needs at least 2 finished trials with an objective (${result.trials_used} so far).`),
+      h("p", { class: "muted small" }, `Optuna's PED-ANOVA over ${result.trials_used} finished trials.`));
+  };
+
+  const render = () => {
+    renderHead();
+    renderBoard();
+    renderScatters();
+    drawCurves();
+    syncCurves();
+    // Importances change only when a trial ends.
+    const done = trialsDone(sweep);
+    if (done !== importanceFor) { importanceFor = done; loadImportance(); }
+  };
+  const renderLive = frameScheduler(() => { renderHead(); renderBoard(); renderScatters(); });
+  const apply = (next) => { sweep = next; render(); };
+
+  let refreshing = null, again = false;
+  const refresh = () => {
+    if (refreshing) { again = true; return; }
+    refreshing = api("GET", path).then(apply).catch(() => {}).finally(() => {
+      refreshing = null;
+      if (again) { again = false; refresh(); }
+    });
+  };
+  let poll = null;
+  const stopPolling = () => { clearInterval(poll); poll = null; };
+  const startPolling = () => {
+    setLive(false, "polling");
+    poll ??= setInterval(() => {
+      if (TERMINAL.has(sweep.status)) { stopPolling(); setLive(false, "finished"); return; }
+      refresh();
+    }, SWEEP_POLL_MS);
+  };
+
+  render();
+  if (TERMINAL.has(sweep.status)) return;
+  stream(path + "/events", {
+    onOpen() { setLive(true); stopPolling(); },
+    onDrop: startPolling,
+    onGone: startPolling,
+    onEvent(type, e) {
+      if (type === "sweep") return apply(e);
+      if (type === "best") { sweep.best = e; renderLive(); drawCurves(); return; }
+      if (type !== "epoch") return refresh();  // trial_started, pruned, finished: the sweep is the record
+      const trial = sweep.leaderboard.find((t) => t.job_id === e.job_id);
+      if (!trial) return refresh();
+      addEpoch(e.job_id, e.epoch, e.logs);
+      trial.epochs_completed = Math.max(trial.epochs_completed, e.epoch);
+      if (typeof e.objective === "number" && (trial.objective === null || (maximize ? e.objective > trial.objective : e.objective < trial.objective))) trial.objective = e.objective;
+      renderLive();
+      drawCurves();
+    },
+    onEnd() { stopPolling(); setLive(false, "finished"); refresh(); },
   });
 }
 
@@ -721,11 +1047,14 @@ function route() {
   const logout = document.getElementById("logout");
   logout.hidden = false;
   logout.onclick = () => { sessionStorage.removeItem(KEY); location.assign("/ui/login"); };
-  const section = path.startsWith("/ui/datasets") ? "datasets" : path.startsWith("/ui/new") ? "new" : path === "/ui" ? "jobs" : "";
+  const section = path.startsWith("/ui/datasets") ? "datasets" : path.startsWith("/ui/new") ? "new" : path.startsWith("/ui/sweeps") ? "sweeps" : path === "/ui" ? "jobs" : "";
   document.querySelectorAll("[data-nav]").forEach((a) => a.classList.toggle("active", a.dataset.nav === section));
   const job = path.match(/^\/ui\/jobs\/([^/]+)$/);
+  const sweep = path.match(/^\/ui\/sweeps\/([^/]+)$/);
   const run = path === "/ui" ? jobsPage()
     : job ? jobPage(decodeURIComponent(job[1]))
+    : path === "/ui/sweeps" ? sweepsPage()
+    : sweep ? sweepPage(decodeURIComponent(sweep[1]))
     : path === "/ui/compare" ? comparePage()
     : path === "/ui/datasets" ? datasetsPage()
     : path === "/ui/new" ? newJobPage()
