@@ -186,3 +186,111 @@ def test_docs_try_it_out_lists_jobs_with_the_key(page, service):
     status = operation.locator(".live-responses-table tbody .response-col_status").first
     status.wait_for()
     assert status.inner_text().strip() == "200"
+
+
+def sweep_spec(dataset_id: str, *, epochs: int) -> dict:
+    """The tutorial over two learning rates, as a grid: two trials, both queued at once."""
+    return {
+        **tutorial(dataset_id, epochs=epochs, validation_split=0.2),
+        "name": "ui sweep",
+        "search": {"compile.optimizer.learning_rate": {"type": "choice", "values": [0.001, 0.01]}},
+        "sampler": "grid",
+        "pruner": "none",
+        "objective": {"metric": "val_accuracy", "direction": "maximize"},
+        "parallel": 2,
+    }
+
+
+def start_sweep(live, dataset_id: str, *, epochs: int) -> str:
+    response = live.post("/v1/sweeps", json=sweep_spec(dataset_id, epochs=epochs))
+    assert response.status_code == 202, response.text
+    return response.json()["id"]
+
+
+def wait_until_sweep_done(client, sweep_id: str, timeout_s: float = 120) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        sweep = client.get(f"/v1/sweeps/{sweep_id}").json()
+        if sweep["status"] in TERMINAL:
+            return sweep
+        time.sleep(0.2)
+    raise TimeoutError(f"sweep {sweep_id} still {sweep['status']} after {timeout_s}s")
+
+
+def test_a_finished_sweep_shows_its_leaderboard_curves_and_list_entry(page, live, dataset_id):
+    sweep_id = start_sweep(live, dataset_id, epochs=3)
+    assert wait_until_sweep_done(live, sweep_id)["status"] == JobStatus.SUCCEEDED
+
+    page.goto(f"/ui/sweeps/{sweep_id}")
+    page.wait_for_selector("#curves[data-series='2'][data-epochs='3']")
+    rows = page.locator("#leaderboard tbody tr")
+    assert rows.count() == 2
+    objectives = {row.get_attribute("data-job-id"): row.get_attribute("data-objective") for row in rows.all()}
+    assert all(objectives.values()), f"every finished trial should have an objective: {objectives}"
+    best = page.locator("#leaderboard tbody tr.best")
+    assert best.count() == 1
+    best_job = best.get_attribute("data-job-id")
+    assert float(objectives[best_job]) == max(float(v) for v in objectives.values())
+    assert best.get_by_role("link").get_attribute("href") == f"/ui/jobs/{best_job}"
+    # uPlot's legend: the epoch axis plus one per trial; the best trial's curve is the colored one.
+    assert page.locator("#curves .u-legend .u-series").count() == 3
+    assert page.locator("#curves").get_attribute("data-best-job-id") == best_job
+    assert page.locator(".scatter[data-param='compile.optimizer.learning_rate'] circle.point").count() == 2
+    assert page.locator("#cancel-sweep").is_hidden()
+
+    page.goto("/ui/sweeps")
+    listed = page.locator(f"#sweeps tr[data-sweep-id='{sweep_id}']")
+    listed.wait_for()
+    assert listed.get_attribute("data-status") == JobStatus.SUCCEEDED
+    assert "2/2" in listed.inner_text()
+
+    page.goto(f"/ui/jobs/{best_job}")
+    link = page.locator(f"a.sweep-link[href='/ui/sweeps/{sweep_id}']")
+    link.wait_for()
+    assert re.search(rf"sweep {sweep_id} · trial [12]", link.inner_text())
+
+
+def test_the_sweep_page_follows_a_running_sweep_live(page, live, dataset_id):
+    sweep_id = start_sweep(live, dataset_id, epochs=8)
+    page.goto(f"/ui/sweeps/{sweep_id}")
+    page.wait_for_selector("#live.on")
+    mark_document(page)
+    # A trial seen part-way through, then the same trial finished: the page grew without a reload.
+    partway = page.wait_for_function(
+        """() => {
+            const row = [...document.querySelectorAll('#leaderboard tbody tr[data-epochs]')]
+                .find((tr) => +tr.dataset.epochs > 0 && +tr.dataset.epochs < 8);
+            return row && row.dataset.jobId;
+        }""",
+        timeout=60_000,
+    )
+    job_id = partway.json_value()
+    page.wait_for_selector(f"#leaderboard tr[data-job-id='{job_id}'][data-epochs='8']", timeout=60_000)
+    page.wait_for_selector(f"body[data-status='{JobStatus.SUCCEEDED}']", timeout=60_000)
+    assert page.evaluate("window.__sameDocument") is True, "the sweep page reloaded instead of updating live"
+    assert page.locator("#curves").get_attribute("data-series") == "2"
+
+
+def test_cancel_a_running_sweep_from_its_page(page, live, dataset_id):
+    sweep_id = start_sweep(live, dataset_id, epochs=500)
+    page.goto(f"/ui/sweeps/{sweep_id}")
+    page.wait_for_selector("#leaderboard tbody tr[data-status='running']:not([data-epochs='0'])", timeout=60_000)
+    dialogs = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.accept()))
+    page.get_by_role("button", name="Cancel sweep").click()
+    page.wait_for_selector(f"body[data-status='{JobStatus.CANCELLED}']", timeout=30_000)
+    assert dialogs, "the page should ask with the browser's confirm()"
+    assert page.locator("#cancel-sweep").is_hidden()
+    assert live.get(f"/v1/sweeps/{sweep_id}").json()["status"] == JobStatus.CANCELLED
+
+
+def test_the_sweep_page_polls_when_its_stream_is_unavailable(page, live, dataset_id):
+    page.route("**/v1/sweeps/*/events", lambda route: route.abort())
+    sweep_id = start_sweep(live, dataset_id, epochs=3)
+    page.goto(f"/ui/sweeps/{sweep_id}")
+    page.wait_for_selector("#live:has-text('polling')")
+    mark_document(page)
+    page.wait_for_selector(f"body[data-status='{JobStatus.SUCCEEDED}']", timeout=60_000)
+    page.wait_for_selector("#curves[data-series='2'][data-epochs='3']")
+    assert page.locator("#leaderboard tbody tr[data-epochs='3']").count() == 2
+    assert page.evaluate("window.__sameDocument") is True
