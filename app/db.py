@@ -22,11 +22,17 @@ PUBLISHER = "epochly.publisher"
 DOORBELL = "epochly.doorbell"
 
 
+# As many connections as the API has threadpool slots (40): a request holding a thread never waits
+# for a connection, so none waits out the pool's timeout under load.
+POOL: dict[str, Any] = {"pool_size": 20, "max_overflow": 20}
+POOL_CONNECTIONS = POOL["pool_size"] + POOL["max_overflow"]
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         # The API and worker processes share one file: WAL lets readers run beside the
         # writer, and the busy timeout turns a brief writer overlap into a wait, not an error.
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **POOL)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -37,8 +43,7 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    # As many connections as the API has threadpool slots (40), so a burst never queues twice.
-    return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=20)
+    return create_engine(url, pool_pre_ping=True, **POOL)
 
 
 def make_session_factory(

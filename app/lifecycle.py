@@ -17,7 +17,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from app.db import publish_after_commit, ring_after_commit
-from app.events.messages import status_message
+from app.events.messages import changed_message, status_message
 from app.models import Job, JobEvent, utcnow
 
 
@@ -252,11 +252,14 @@ def cancel(session: Session, job_id: str) -> JobEvent | None:
         at=now,
     )
     if event is None:
-        session.execute(
+        result = session.execute(
             update(Job)
             .where(Job.id == job_id, Job.status == JobStatus.RUNNING, Job.cancel_requested_at.is_(None))
             .values(cancel_requested_at=now)
         )
+        assert isinstance(result, CursorResult)
+        if result.rowcount == 1:  # no status change yet, but what a reader of the job sees has changed
+            publish_after_commit(session, changed_message(job_id))
     return event
 
 

@@ -48,6 +48,7 @@ class LiveService:
     url: str
     key: str
     api_pid: int = 0
+    database_url: str = ""
 
     def api_rss_bytes(self) -> int:
         return _status_kib(self.api_pid, "VmRSS") * 1024
@@ -61,14 +62,21 @@ class LiveService:
 
 
 @contextmanager
-def service(backend: str = "postgres-redis", workers: int = 1) -> Iterator[LiveService]:
-    """A live API, the scheduler and `workers` Celery worker processes, and an API key for it."""
+def service(backend: str = "postgres-redis", workers: int = 1, env: dict[str, str] | None = None) -> Iterator[LiveService]:
+    """A live API, the scheduler and `workers` Celery worker processes, and an API key for it;
+    `env` adds settings (say RATE_LIMIT_PER_MIN) for all of them."""
     from app.admin import create_api_key
     from app.serve import api_command, scheduler_command, worker_command
     from app.settings import Settings
 
     with tempfile.TemporaryDirectory(prefix="epochly-bench-") as tmp, _database(backend) as database_url:
-        env = {**os.environ, "DATA_DIR": f"{tmp}/var", "DATABASE_URL": database_url, "BROKER_URL": REDIS_URL if backend != "embedded" else ""}
+        env = {
+            **os.environ,
+            "DATA_DIR": f"{tmp}/var",
+            "DATABASE_URL": database_url,
+            "BROKER_URL": REDIS_URL if backend != "embedded" else "",
+            **(env or {}),
+        }
         if backend != "embedded":
             import redis
 
@@ -87,7 +95,8 @@ def service(backend: str = "postgres-redis", workers: int = 1) -> Iterator[LiveS
                 processes.append(subprocess.Popen(worker_command(f"bench{index}"), cwd=ROOT, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT))
                 _wait(lambda p=log_path: b" ready." in p.read_bytes(), processes[-1], "worker")
             settings = Settings(data_dir=Path(env["DATA_DIR"]), database_url=database_url, broker_url=env["BROKER_URL"])
-            yield LiveService(url=url, key=create_api_key("bench", settings), api_pid=processes[0].pid)
+            key = create_api_key("bench", settings)
+            yield LiveService(url=url, key=key, api_pid=processes[0].pid, database_url=settings.resolved_database_url)
         finally:
             if os.environ.get("EPOCHLY_BENCH_SHOW_LOGS"):
                 for log_file in sorted(logs.glob("*.log")):

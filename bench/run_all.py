@@ -21,6 +21,8 @@ BENCHES = [
     ("10. predict", ["bench.predict"]),
     ("11. callbacks overhead", ["bench.callbacks"]),
     ("12. rate limiter overhead", ["bench.ratelimit"]),
+    ("13. sweeps", ["bench.sweep"]),
+    ("14. long histories", ["bench.history"]),
 ]
 RESULTS = Path(__file__).with_name("RESULTS.md")
 # Every figure's latest result, so running one benchmark (`python -m bench.run_all pollers`) keeps the others.

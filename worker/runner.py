@@ -23,7 +23,6 @@ from app.models import utcnow
 from app.queue import CeleryDoorbell, make_celery
 from app.repositories import datasets as datasets_repo
 from app.repositories import jobs as jobs_repo
-from app.services.spec_check import InProcessChecker
 from app.settings import Settings
 from app.specs import EarlyStoppingSpec, TrainingSpec
 from app.sweeps import service as sweep_service
@@ -187,11 +186,7 @@ def run_job(message_job_id: str, ctx: WorkerContext) -> None:
             validation = datasets_repo.get(session, job.validation_dataset_id) if job.validation_dataset_id else None
             validation_key = validation.storage_key if validation else None
 
-    try:
-        _run_attempt(ctx, job_id, spec, storage_key, validation_key, trial)
-    finally:
-        if trial is not None and not ctx.shutting_down.is_set():
-            _advance_sweep(ctx, trial.sweep_id)
+    _run_attempt(ctx, job_id, spec, storage_key, validation_key, trial)
 
 
 def _run_attempt(
@@ -317,14 +312,6 @@ def _early_stop_cause(spec: TrainingSpec, reporter: EpochReporter) -> str:
         if stopper.restore_best_weights:
             cause += ", whose weights the model holds"
     return cause
-
-
-def _advance_sweep(ctx: WorkerContext, sweep_id: str) -> None:
-    """The trial's end makes room: add the sweep's next trial now rather than at the scheduler's next round."""
-    try:
-        sweep_service.advance(ctx.session_factory, ctx.settings, sweep_id, checker=InProcessChecker())
-    except Exception as exc:  # the scheduler advances every unfinished sweep each round anyway
-        log.warning("could not advance sweep %s: %s", sweep_id, exc)
 
 
 def _hand_back(ctx: WorkerContext, job_id: str, epoch: int) -> None:

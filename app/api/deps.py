@@ -1,16 +1,17 @@
 """Typed dependencies shared by the routes."""
 
 import re
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any, TypeVar
 
 from celery import Celery
 from fastapi import Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BeforeValidator
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db import session_scope
+from app.db import POOL_CONNECTIONS, session_scope
 from app.errors import Forbidden, RateLimited, Unauthorized
 from app.models import Owner
 from app.repositories.pagination import CURSOR_DESCRIPTION, CURSOR_PATTERN
@@ -22,17 +23,43 @@ from app.settings import Settings
 bearer = HTTPBearer(auto_error=False, description="An API key, `ek_…` (`epochly keys create --owner NAME`)")
 
 
+# Threads for blocking work (sync routes, database reads of async routes). Few: Python work in
+# threads competes with the event loop for the GIL, and forty busy threads stretched the loop's
+# answers to seconds under 200 connections.
+THREADS = 16
+# Requests that may hold a session (and so a pooled connection) at once. A sync route's response is
+# serialized in a threadpool thread *before* its session closes (FastAPI runs function-scoped
+# teardown after serialization), so without this cap the sessions of waiting requests can hold
+# every connection while all threads wait for one: deadlock. With SESSION_SLOTS + THREADS
+# connections at most, a thread always finds one.
+SESSION_SLOTS = POOL_CONNECTIONS - THREADS
+
+
 async def get_session(request: Request) -> AsyncIterator[Session]:
     """The request's one unit of work, committed when the route returns (routes that must act after
     their commit, such as a 201 with a Location, commit themselves).
 
-    Function scope (below): the session closes as soon as the route function returns, not when the
-    response has been sent. A session kept until then holds its connection while the response waits
-    for a threadpool slot to serialize, and under load every slot waits for a connection: deadlock.
-    A stream, likewise, holds no connection for its lifetime. Async, so that the teardown runs on the
-    event loop and never waits for a threadpool slot itself."""
-    with session_scope(request.app.state.session_factory) as session:
-        yield session
+    Function scope (below): the session closes as soon as the route has returned and its answer is
+    serialized, not when the response has been sent, so a stream holds no connection for its
+    lifetime. Async, so that the teardown runs on the event loop and never waits for a threadpool
+    slot itself; waiting for a slot (SESSION_SLOTS) happens here, holding nothing."""
+    async with request.app.state.session_slots:
+        with session_scope(request.app.state.session_factory) as session:
+            yield session
+
+
+T = TypeVar("T")
+
+
+async def in_session(request: Request, work: Callable[[Session], T]) -> T:
+    """`work` in a unit of work of its own, in a threadpool thread: for async routes, whose answer is
+    then serialized on the event loop, after the session has closed (no SESSION_SLOTS needed)."""
+
+    def run() -> T:
+        with session_scope(request.app.state.session_factory) as session:
+            return work(session)
+
+    return await run_in_threadpool(run)
 
 
 def get_session_factory(request: Request) -> sessionmaker[Session]:
@@ -54,33 +81,36 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def current_key(
-    request: Request, session: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-) -> CachedKey:
-    """The calling key, checked and counted against its rate limit, whatever its scope.
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
-    The hot path (a poller's every request) is one cache lookup and one token taken: no database
-    round trip, except once a minute per key to write last_used_at."""
+
+async def current_key(request: Request, credentials: Credentials) -> CachedKey:
+    """The calling key, whatever its scope."""
+    return await authenticate(request, credentials)
+
+
+async def authenticate(request: Request, credentials: HTTPAuthorizationCredentials | None) -> CachedKey:
+    """The calling key, checked and counted against its rate limit once per request, however many
+    dependencies ask for it.
+
+    The hot path (a poller's every request) runs on the event loop: one cache lookup and one leased
+    token, no thread and no database. A cache miss, a lease to renew (a Redis round trip) and the
+    once-a-minute last_used_at write go to the threadpool."""
+    known: CachedKey | None = getattr(request.state, "key", None)
+    if known is not None:
+        return known
     if credentials is None:
         raise Unauthorized("missing API key: send `Authorization: Bearer ek_…`")
     state = request.app.state
     key = state.key_cache.get(credentials.credentials)
-    if key is None:
-        found = owner_service.find_key(session, credentials.credentials)
-        if found is None:
-            raise Unauthorized("the API key is not valid")
-        record, owner = found
-        if record.revoked_at is not None:
-            state.refusals.count(record.id, 401)
-            raise Unauthorized("the API key is not valid")
-        # Detached and loaded: the cached owner is shared by later requests, which a rollback here must not expire.
-        session.expunge(owner)
-        session.commit()  # end the read here: a long route (a submit's spec check) must not hold it open
-        key = state.key_cache.put(credentials.credentials, record, owner)
+    if key is None:  # every 30 s for a busy key (KeyCache's TTL): one lookup for all its waiting requests
+        secret = credentials.credentials
+        key = await state.single_flight(("key", secret), lambda: run_in_threadpool(_look_up_key, state, secret))
     if key.expired():
         state.refusals.count(key.key_id, 401)
         raise Unauthorized(owner_service.expired_detail(key.expires_at))
-    verdict = state.rate_limiter.take(key.key_id)
+    limiter = state.rate_limiter
+    verdict = await run_in_threadpool(limiter.take, key.key_id) if limiter.blocks(key.key_id) else limiter.take(key.key_id)
     request.state.ratelimit = verdict
     if verdict is not None and not verdict.allowed:
         state.refusals.count(key.key_id, 429)
@@ -89,24 +119,44 @@ def current_key(
             verdict.retry_after_s,
         )
     if state.key_cache.touch_due(key.key_id):
-        owner_service.touch_key(session, key.key_id)
-        session.commit()
+        await run_in_threadpool(_touch, state, key.key_id)
     request.state.key = key
     return key
+
+
+def _look_up_key(state: Any, secret: str) -> CachedKey:
+    with session_scope(state.session_factory) as session:
+        found = owner_service.find_key(session, secret)
+        if found is None:
+            raise Unauthorized("the API key is not valid")
+        record, owner = found
+        if record.revoked_at is not None:
+            state.refusals.count(record.id, 401)
+            raise Unauthorized("the API key is not valid")
+        # Detached and loaded: the cached owner is shared by later requests.
+        session.expunge(owner)
+        return state.key_cache.put(secret, record, owner)
+
+
+def _touch(state: Any, key_id: str) -> None:
+    with session_scope(state.session_factory) as session:
+        owner_service.touch_key(session, key_id)
 
 
 CurrentKeyDep = Annotated[CachedKey, Depends(current_key, scope="function")]
 
 
-def current_owner(request: Request, key: CurrentKeyDep) -> Owner:
-    """The calling key's owner; a `read` key may only read (403 on any write)."""
+async def current_owner(request: Request, credentials: Credentials) -> Owner:
+    """The calling key's owner; a `read` key may only read (403 on any write). It authenticates
+    itself rather than depending on current_key: each level of dependencies costs every request."""
+    key = await authenticate(request, credentials)
     if key.scope != "write" and request.method not in READ_METHODS:
         request.app.state.refusals.count(key.key_id, 403)
         raise Forbidden("this API key has scope `read`: it may only read (GET routes and streams)")
     return key.owner
 
 
-def audit_context(request: Request, key: CurrentKeyDep) -> AuditContext:
+async def audit_context(request: Request, key: CurrentKeyDep) -> AuditContext:
     return AuditContext(owner_id=key.owner.id, key_id=key.key_id, client=request.client.host if request.client else None)
 
 

@@ -205,7 +205,8 @@ class MetricsRead(BaseModel):
 
     job_id: str
     status: JobStatus
-    epochs: list[EpochRead]
+    epochs: list[EpochRead] = Field(description="At most `limit` rows after `after`, oldest first")
+    more: bool = Field(default=False, description="More rows follow: ask again with `after` = the last epoch here")
 
 
 class HealthRead(BaseModel):

@@ -60,6 +60,8 @@ class EventHub:
         # Control messages (a revoked key) go to these, and so does "resync" when the subscription
         # was interrupted and messages may have been missed.
         self.control_handlers: list[Callable[[dict[str, Any]], None]] = []
+        # Called with every job message before any stream sees it (the API's in-memory views).
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
         # Open streams by the key that opened them, so a revoked key's streams can be closed.
         self._key_streams: dict[str, set[asyncio.Queue[dict[str, Any]]]] = defaultdict(set)
 
@@ -145,6 +147,8 @@ class EventHub:
 
     def dispatch(self, message: dict[str, Any]) -> None:
         job_id = message["job_id"]
+        for listener in self.listeners:
+            listener(message)
         if message.get("type") == "progress":
             self.progress[job_id] = {"batch": message.get("batch"), "batches_per_epoch": message.get("batches")}
         elif message.get("type") in ("status", "epoch"):

@@ -35,3 +35,8 @@ def epoch_message(row: EpochMetric) -> dict[str, Any]:
 
 def progress_message(job_id: str, epoch: int, batch: int, batches: int | None) -> dict[str, Any]:
     return {"type": "progress", "job_id": job_id, "epoch": epoch, "batch": batch, "batches": batches}
+
+
+def changed_message(job_id: str) -> dict[str, Any]:
+    """A change of a job that is neither a status nor an epoch (a cancel request): readers re-read it."""
+    return {"type": "changed", "job_id": job_id}

@@ -10,7 +10,7 @@ from app.db import publish_after_commit
 from app.events.messages import epoch_message
 from app.lifecycle import JobStatus
 from app.models import EpochMetric, Job, JobEvent, utcnow
-from app.repositories.pagination import Page, newest_first
+from app.repositories.pagination import Page, SelectT, newest_first, newest_first_rows
 
 
 def get(session: Session, job_id: str) -> Job | None:
@@ -39,12 +39,24 @@ def owned_model(session: Session, owner_id: str, job_id: str) -> tuple[str, str 
 def page(
     session: Session, owner_id: str, *, status: str | None, sweep_id: str | None = None, cursor: str | None, limit: int
 ) -> Page[Job]:
-    stmt = select(Job).where(Job.owner_id == owner_id)
+    return newest_first(session, _listed(select(Job), owner_id, status, sweep_id), Job, cursor, limit)
+
+
+def page_ids(
+    session: Session, owner_id: str, *, status: str | None, sweep_id: str | None, cursor: str | None, limit: int
+) -> Page[str]:
+    """A page of job ids only: the API renders each job from memory."""
+    rows = newest_first_rows(session, _listed(select(Job.id, Job.created_at), owner_id, status, sweep_id), Job, cursor, limit)
+    return Page(items=[row.id for row in rows.items], next_cursor=rows.next_cursor)
+
+
+def _listed(stmt: SelectT, owner_id: str, status: str | None, sweep_id: str | None) -> SelectT:
+    stmt = stmt.where(Job.owner_id == owner_id)
     if status:
         stmt = stmt.where(Job.status == status)
     if sweep_id:
         stmt = stmt.where(Job.sweep_id == sweep_id)
-    return newest_first(session, stmt, Job, cursor, limit)
+    return stmt
 
 
 def stale_running(session: Session, cutoff: datetime) -> list[Job]:
@@ -76,9 +88,9 @@ def record_epoch(
     return row
 
 
-def epochs_after(session: Session, job_id: str, after: int) -> list[EpochMetric]:
+def epochs_after(session: Session, job_id: str, after: int, limit: int | None = None) -> list[EpochMetric]:
     stmt = select(EpochMetric).where(EpochMetric.job_id == job_id, EpochMetric.epoch > after).order_by(EpochMetric.epoch)
-    return list(session.scalars(stmt))
+    return list(session.scalars(stmt.limit(limit)))
 
 
 def events_after(session: Session, job_id: str, after_seq: int) -> list[JobEvent]:

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from app.errors import InvalidCursor
 
 T = TypeVar("T")
+SelectT = TypeVar("SelectT", bound="Select[*tuple[Any, ...]]")
 
 # "<created_at in microseconds since 1970-01-01 UTC>.<id>" of the last row of the previous page.
 # Every string of this shape is a valid position (16 digits reach the year 2286), so a client's
@@ -42,9 +43,24 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 def newest_first(session: Session, stmt: Select[Any], model: Any, cursor: str | None, limit: int) -> Page[Any]:
+    """A page of `model` objects."""
+    return _page(list(session.scalars(_ordered(stmt, model, cursor, limit))), limit)
+
+
+def newest_first_rows(
+    session: Session, stmt: "Select[*tuple[Any, ...]]", model: Any, cursor: str | None, limit: int
+) -> Page[Any]:
+    """A page of rows of the selected columns, which must include `created_at` and `id`."""
+    return _page(list(session.execute(_ordered(stmt, model, cursor, limit))), limit)
+
+
+def _ordered(stmt: SelectT, model: Any, cursor: str | None, limit: int) -> SelectT:
     if cursor:
         created_at, row_id = decode_cursor(cursor)
         stmt = stmt.where(or_(model.created_at < created_at, and_(model.created_at == created_at, model.id < row_id)))
-    rows = list(session.scalars(stmt.order_by(model.created_at.desc(), model.id.desc()).limit(limit + 1)))
+    return stmt.order_by(model.created_at.desc(), model.id.desc()).limit(limit + 1)
+
+
+def _page(rows: list[Any], limit: int) -> Page[Any]:
     next_cursor = encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
     return Page(items=rows[:limit], next_cursor=next_cursor)

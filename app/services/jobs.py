@@ -18,7 +18,7 @@ from app.repositories.pagination import Page
 from app.services import audit as audit_service
 from app.services import owners as owner_service
 from app.services.audit import Action, AuditContext
-from app.services.spec_check import Checker, spec_checker
+from app.services.spec_check import spec_checker
 from app.settings import Settings
 from app.specs import JobCreate
 
@@ -63,7 +63,6 @@ def checked_job(
     payload: JobCreate,
     *,
     owner_id: str,
-    checker: Checker = spec_checker,
     objective: str | None = None,
 ) -> Job:
     """A new job row for `payload`, not yet written, once its datasets and its spec have passed
@@ -74,7 +73,7 @@ def checked_job(
     training = payload.model_dump(mode="json", include={"model", "compile", "fit"})
     x, y = ingest.load_arrays(settings.datasets_dir, data.storage_key, mmap=True)
     take = min(SPEC_CHECK_SAMPLES, data.n_train)
-    problems = checker.check(
+    problems = spec_checker.check(
         training,
         named_arrays.apply(x, lambda a: np.array(a[:take])),
         named_arrays.apply(y, lambda a: np.array(a[:take])),
@@ -185,6 +184,14 @@ def get_job(session: Session, job_id: str, *, owner_id: str) -> Job:
     return job
 
 
+def get_any_job(session: Session, job_id: str) -> Job:
+    """Whoever owns it: for a read shared by several callers, who are each checked against its owner."""
+    job = jobs_repo.get(session, job_id)
+    if job is None:
+        raise JobNotFound(f"no job with id {job_id!r}")
+    return job
+
+
 def job_owner_lookup(session_factory: sessionmaker[Session]) -> Callable[[str], str | None]:
     """Who owns a job, for routing its live events to the owner's streams (None if it is gone)."""
 
@@ -195,23 +202,28 @@ def job_owner_lookup(session_factory: sessionmaker[Session]) -> Callable[[str], 
     return owner_of
 
 
+def list_job_ids(
+    session: Session, *, owner_id: str, status: str | None, sweep_id: str | None, cursor: str | None, limit: int
+) -> Page[str]:
+    return jobs_repo.page_ids(session, owner_id, status=status, sweep_id=sweep_id, cursor=cursor, limit=limit)
+
+
 def list_jobs(
     session: Session, *, owner_id: str, status: str | None, sweep_id: str | None = None, cursor: str | None, limit: int
 ) -> Page[Job]:
     return jobs_repo.page(session, owner_id, status=status, sweep_id=sweep_id, cursor=cursor, limit=limit)
 
 
-def job_metrics(session: Session, job_id: str, *, owner_id: str, after: int) -> tuple[str, list[EpochMetric]]:
-    """The polled hot path: the status and new epoch rows, without loading the job and its history."""
+def job_metrics(
+    session: Session, job_id: str, *, owner_id: str, after: int, limit: int | None = None
+) -> tuple[str, list[EpochMetric]]:
+    """The status and the epoch rows after `after`, without loading the job and its history. The
+    status is read first: the worker writes every row before the final status, so a finished
+    status comes with all of its rows."""
     status = jobs_repo.owned_status(session, owner_id, job_id)
     if status is None:
         raise JobNotFound(f"no job with id {job_id!r}")
-    return status, jobs_repo.epochs_after(session, job_id, after)
-
-
-def job_epochs(session: Session, job_id: str, *, owner_id: str) -> tuple[Job, list[EpochMetric]]:
-    job = get_job(session, job_id, owner_id=owner_id)
-    return job, jobs_repo.epochs_after(session, job_id, 0)
+    return status, jobs_repo.epochs_after(session, job_id, after, limit)
 
 
 def cancel_job(session: Session, job_id: str, *, owner_id: str) -> Job:
@@ -226,20 +238,35 @@ def cancel_job(session: Session, job_id: str, *, owner_id: str) -> Job:
 
 
 def stream_backlog(
-    session: Session, job_id: str, *, owner_id: str, after_seq: int, after_epoch: int
-) -> tuple[str, list[JobEvent], list[EpochMetric]]:
-    """What a stream has not delivered yet: status events after `after_seq`, epochs after `after_epoch`."""
-    status, epochs = job_metrics(session, job_id, owner_id=owner_id, after=after_epoch)
-    return status, jobs_repo.events_after(session, job_id, after_seq), epochs
+    session: Session, job_id: str, *, owner_id: str, after_seq: int, after_epoch: int, limit: int
+) -> tuple[str, list[JobEvent], list[EpochMetric], bool]:
+    """What a stream has not delivered yet, one page at a time: up to `limit` epochs after
+    `after_epoch`, and the status events after `after_seq` up to the last of those epochs (a later
+    status waits for the epochs before it). The flag says whether this page reached the end."""
+    status, epochs = job_metrics(session, job_id, owner_id=owner_id, after=after_epoch, limit=limit)
+    events = jobs_repo.events_after(session, job_id, after_seq)
+    complete = len(epochs) < limit
+    if not complete:
+        events = [e for e in events if e.at <= epochs[-1].finished_at]
+    return status, events, epochs, complete
 
 
-def keras_log(job: Job, epochs: list[EpochMetric]) -> str:
-    """Keras' verbose=2 lines: `Epoch 3/20 - 0s - loss: 0.5748 - accuracy: 0.7010`."""
+def keras_log_page(session: Session, job_id: str, epochs_total: int, *, after: int, limit: int) -> tuple[int, str]:
+    """Keras' verbose=2 lines (`Epoch 3/20 - 0s - loss: 0.5748 - accuracy: 0.7010`) of up to `limit`
+    epochs after `after`: how many there were, and the text."""
+    rows = jobs_repo.epochs_after(session, job_id, after, limit)
+    return len(rows), "".join(_keras_epoch_line(epochs_total, row) for row in rows)
+
+
+def _keras_epoch_line(epochs_total: int, row: EpochMetric) -> str:
+    ordered = sorted(row.logs.items(), key=lambda kv: _log_order(kv[0]))
+    values = " - ".join(f"{key}: {_keras_number(value)}" for key, value in ordered)
+    return f"Epoch {row.epoch}/{epochs_total} - {round(row.duration_s)}s - {values}\n"
+
+
+def keras_log_end(job: Job) -> str:
+    """What follows the epoch lines: why training stopped early, or the failure."""
     lines = []
-    for row in epochs:
-        ordered = sorted(row.logs.items(), key=lambda kv: _log_order(kv[0]))
-        values = " - ".join(f"{key}: {_keras_number(value)}" for key, value in ordered)
-        lines.append(f"Epoch {row.epoch}/{job.epochs_total} - {round(row.duration_s)}s - {values}")
     if job.stop_reason == StopReason.EARLY_STOPPING:
         # Keras' own words for it (EarlyStopping with verbose=1), then which epoch was best.
         lines.append(f"Epoch {job.epochs_completed}: early stopping")
@@ -248,7 +275,7 @@ def keras_log(job: Job, epochs: list[EpochMetric]) -> str:
     if job.error:
         lines.extend(job.error.get("traceback", []))
         lines.append(f"{job.error.get('type', 'Error')}: {job.error.get('message', '')}")
-    return "\n".join(lines) + ("\n" if lines else "")
+    return "".join(f"{line}\n" for line in lines)
 
 
 def _log_order(key: str) -> tuple[bool, bool, bool]:

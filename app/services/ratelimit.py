@@ -39,6 +39,10 @@ class Verdict:
 class RateLimiter(Protocol):
     def take(self, key_id: str) -> Verdict | None: ...
 
+    def blocks(self, key_id: str) -> bool:
+        """Whether the next take may wait on I/O (the API then runs it off the event loop)."""
+        ...
+
 
 def _verdict(limit: int, tokens: float, allowed: bool) -> Verdict:
     rate = limit / WINDOW_S
@@ -58,6 +62,9 @@ class MemoryRateLimiter:
         self._buckets: dict[str, tuple[float, float]] = {}
         self._size = size
         self._lock = threading.Lock()
+
+    def blocks(self, key_id: str) -> bool:
+        return False
 
     def take(self, key_id: str) -> Verdict:
         now = time.monotonic()
@@ -117,6 +124,10 @@ class RedisRateLimiter:
         self._leases: dict[str, _Lease] = {}
         self._lock = threading.Lock()
 
+    def blocks(self, key_id: str) -> bool:
+        lease = self._leases.get(key_id)
+        return lease is None or lease.tokens <= 0 or lease.until <= time.monotonic()
+
     def take(self, key_id: str) -> Verdict:
         now = time.monotonic()
         with self._lock:
@@ -144,6 +155,9 @@ class NoRateLimiter:
 
     def take(self, key_id: str) -> Verdict | None:
         return None
+
+    def blocks(self, key_id: str) -> bool:
+        return False
 
 
 def make_rate_limiter(broker_url: str, limit_per_min: int) -> RateLimiter:

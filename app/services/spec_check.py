@@ -4,7 +4,7 @@ The helper is spawned (never forked: TensorFlow is not fork-safe), imports Keras
 serves checks one at a time.
 """
 
-from typing import Any, Protocol
+from typing import Any
 
 from app.named_arrays import Arrays
 from app.services.warm_process import WarmProcess
@@ -22,12 +22,6 @@ def _check_in_helper(
     from app.training.validate import check_spec
 
     return check_spec(spec_json, sample_x, sample_y, objective)
-
-
-class Checker(Protocol):
-    def check(
-        self, spec_json: dict[str, Any], sample_x: Arrays, sample_y: Arrays, timeout_s: float, objective: str | None = None
-    ) -> list[dict[str, str]]: ...
 
 
 class SpecChecker:
@@ -52,16 +46,6 @@ class SpecChecker:
 
     def shutdown(self) -> None:
         self._helper.shutdown()
-
-
-class InProcessChecker:
-    """For a process that has Keras loaded and is idle between jobs (a worker adding a sweep's next
-    trial): no helper process, no timeout needed."""
-
-    def check(
-        self, spec_json: dict[str, Any], sample_x: Arrays, sample_y: Arrays, timeout_s: float, objective: str | None = None
-    ) -> list[dict[str, str]]:
-        return _check_in_helper(spec_json, sample_x, sample_y, objective)
 
 
 spec_checker = SpecChecker()

@@ -1,8 +1,8 @@
 """Sweeps: create one, add its trials as ordinary jobs, judge each trial's epochs for pruning, and
 read the results. The trial rows are the record; Optuna (app/sweeps/study.py) decides from them.
 
-`advance` adds trials and may run in several processes at once (the API after a create, a worker
-after a trial ends, the scheduler every round, after any restart): each trial number is inserted
+`advance` adds trials and may run in several processes at once (the API after a create, the
+scheduler every round, after any restart): each trial number is inserted
 once (uq_job_sweep_trial), so the loser of a race adds nothing, and a sweep ends with exactly
 `trials` trials however often it is advanced."""
 
@@ -27,7 +27,6 @@ from app.repositories.pagination import Page
 from app.services import audit as audit_service
 from app.services import jobs as job_service
 from app.services.audit import Action, AuditContext
-from app.services.spec_check import Checker, spec_checker
 from app.settings import Settings
 from app.specs import JobCreate
 from app.sweeps import study
@@ -159,7 +158,7 @@ def _check_value(
 # --- advancing --------------------------------------------------------------------------------
 
 
-def advance(session_factory: sessionmaker[Session], settings: Settings, sweep_id: str, *, checker: Checker = spec_checker) -> int:
+def advance(session_factory: sessionmaker[Session], settings: Settings, sweep_id: str) -> int:
     """Add trials while fewer than `parallel` are queued or running, fewer than `trials` exist and
     the owner is under the active-job limit (a sweep waits for room rather than failing); mark the
     sweep finished once its last trial has. Returns how many trials it added."""
@@ -182,7 +181,7 @@ def advance(session_factory: sessionmaker[Session], settings: Settings, sweep_id
             records = _records(session, sweep)
             base, owner_id, label, tags = sweep.spec, sweep.owner_id, sweep.name or sweep.id, sweep.tags
         number, params, attrs = study.ask(config, records)
-        job = _trial_job(session_factory, settings, base, params, owner_id=owner_id, checker=checker)
+        job = _trial_job(session_factory, settings, base, params, owner_id=owner_id)
         job.name, job.tags = f"{label} · trial {number + 1}", dict(tags)
         job.sweep_id, job.trial, job.params, job.sweep_attrs = sweep_id, number + 1, params, attrs
         try:
@@ -215,14 +214,11 @@ def _trial_job(
     params: dict[str, Any],
     *,
     owner_id: str,
-    checker: Checker,
 ) -> Job:
     """The trial's job, checked against real Keras; a spec that fails comes back as a job to refuse."""
     spec = set_paths(base, params)
     try:
-        return job_service.checked_job(
-            session_factory, settings, JobCreate.model_validate(spec), owner_id=owner_id, checker=checker
-        )
+        return job_service.checked_job(session_factory, settings, JobCreate.model_validate(spec), owner_id=owner_id)
     except (ValidationError, InvalidSpec) as exc:
         message = exc.detail if isinstance(exc, InvalidSpec) else str(exc.errors()[0]["msg"])
         job = Job(owner_id=owner_id, dataset_id=None, spec=spec, epochs_total=int(spec["fit"]["epochs"]), epochs_completed=0)
@@ -231,12 +227,12 @@ def _trial_job(
         return job
 
 
-def advance_unfinished(session_factory: sessionmaker[Session], settings: Settings, *, checker: Checker = spec_checker) -> int:
+def advance_unfinished(session_factory: sessionmaker[Session], settings: Settings) -> int:
     """The scheduler's round: advance every sweep that is not finished (after a restart, or while
     an owner was at the active-job limit)."""
     with session_scope(session_factory) as session:
         sweep_ids = sweeps_repo.unfinished_ids(session)
-    return sum(advance(session_factory, settings, sweep_id, checker=checker) for sweep_id in sweep_ids)
+    return sum(advance(session_factory, settings, sweep_id) for sweep_id in sweep_ids)
 
 
 # --- judging epochs ---------------------------------------------------------------------------

@@ -2,9 +2,10 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Response, UploadFile, status
+from fastapi import APIRouter, File, Form, Request, Response, UploadFile, status
+from sqlalchemy.orm import Session
 
-from app.api.deps import AuditDep, CursorQuery, OwnerDep, PageLimit, SessionDep, SettingsDep
+from app.api.deps import AuditDep, CursorQuery, OwnerDep, PageLimit, SessionDep, SettingsDep, in_session
 from app.api.problems import problems
 from app.api.schemas import DatasetPage, DatasetRead
 from app.models import Dataset
@@ -74,14 +75,12 @@ def create_side_effects_dataset(
 
 
 @router.get("", response_model=DatasetPage, summary="List datasets, newest first")
-def list_datasets(
-    owner: OwnerDep,
-    session: SessionDep,
-    cursor: CursorQuery = None,
-    limit: PageLimit = 50,
-) -> DatasetPage:
-    page = dataset_service.list_datasets(session, owner_id=owner.id, cursor=cursor, limit=limit)
-    return DatasetPage(items=[DatasetRead.model_validate(d) for d in page.items], next_cursor=page.next_cursor)
+async def list_datasets(owner: OwnerDep, request: Request, cursor: CursorQuery = None, limit: PageLimit = 50) -> DatasetPage:
+    def read(session: Session) -> DatasetPage:
+        page = dataset_service.list_datasets(session, owner_id=owner.id, cursor=cursor, limit=limit)
+        return DatasetPage(items=[DatasetRead.model_validate(d) for d in page.items], next_cursor=page.next_cursor)
+
+    return await in_session(request, read)
 
 
 @router.get("/{dataset_id}", response_model=DatasetRead, responses=problems(404))

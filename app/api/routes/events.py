@@ -38,6 +38,7 @@ class EventStream(StreamingResponse):
 CATCH_UP_S = 10.0
 KEEPALIVE = b": ping\n\n"
 RETRY_MS = 1000
+BACKLOG_PAGE = 1000
 
 
 # Past any id the service issues, and still a 64-bit integer that both databases compare without overflow.
@@ -103,9 +104,11 @@ async def _events(state: Any, owner_id: str, job_id: str, cursor: Cursor, key_id
         read_database = True
         while True:
             if read_database:
-                status, backlog = await _backlog(state, owner_id, job_id, cursor)
+                status, backlog, complete = await _backlog(state, owner_id, job_id, cursor)
                 if backlog:
                     yield b"".join(backlog)
+                if not complete:  # a long history: the next page, before anything live
+                    continue
                 if status in TERMINAL:
                     yield frame("end", cursor.id(), json.dumps({"status": status}).encode(), RETRY_MS)
                     return
@@ -132,16 +135,19 @@ async def _events(state: Any, owner_id: str, job_id: str, cursor: Cursor, key_id
         state.hub.untrack_key(key_id, queue)
 
 
-async def _backlog(state: Any, owner_id: str, job_id: str, cursor: Cursor) -> tuple[str, list[bytes]]:
-    def read() -> tuple[str, list[dict[str, Any]]]:
+async def _backlog(state: Any, owner_id: str, job_id: str, cursor: Cursor) -> tuple[str, list[bytes], bool]:
+    """The next page of what the client has not seen (BACKLOG_PAGE epochs at most, so a replay of a
+    long finished job never holds its whole history), and whether it reached the end."""
+
+    def read() -> tuple[str, list[dict[str, Any]], bool]:
         with session_scope(state.session_factory) as session:
-            status, events, epochs = job_service.stream_backlog(
-                session, job_id, owner_id=owner_id, after_seq=cursor.seq, after_epoch=cursor.epoch
+            status, events, epochs, complete = job_service.stream_backlog(
+                session, job_id, owner_id=owner_id, after_seq=cursor.seq, after_epoch=cursor.epoch, limit=BACKLOG_PAGE
             )
             merged = [(e.at, status_message(e)) for e in events] + [(r.finished_at, epoch_message(r)) for r in epochs]
-        return status, [m for _, m in sorted(merged, key=lambda pair: pair[0])]
+        return status, [m for _, m in sorted(merged, key=lambda pair: pair[0])], complete
 
-    status, messages = await run_in_threadpool(read)
+    status, messages, complete = await run_in_threadpool(read)
     frames = []
     for message in messages:
         if message["type"] == "status":
@@ -149,4 +155,4 @@ async def _backlog(state: Any, owner_id: str, job_id: str, cursor: Cursor) -> tu
         else:
             cursor.epoch = message["epoch"]
         frames.append(frame(message["type"], cursor.id(), encoded_data(message)))
-    return status, frames
+    return status, frames, complete

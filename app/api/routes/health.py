@@ -1,15 +1,21 @@
 """/health: is the database reachable, is the broker reachable, does a scheduler lead."""
 
-from fastapi import APIRouter
+import time
+
+from celery import Celery
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 
-from app.api.deps import CeleryDep, SessionDep
 from app.api.schemas import HealthRead
+from app.db import session_scope
 from app.queue import broker_reachable
 from app.repositories import leases
 
 router = APIRouter(tags=["health"])
+REUSE_S = 1.0
 
 
 @router.get(
@@ -20,20 +26,32 @@ router = APIRouter(tags=["health"])
     description="503 when the database or the broker is down. A missing scheduler leaves the API serving "
     "(200) but `degraded`: jobs of lost workers are not recovered and forgotten messages not re-sent until one runs.",
 )
-def health(session: SessionDep, celery: CeleryDep) -> JSONResponse:
+async def health(request: Request) -> JSONResponse:
+    """Checked once a second at most, however many probes ask: a crowd of probes must not take the
+    connections and threads that requests need."""
+    state = request.app.state
+    cached = state.health
+    if cached is None or cached[0] <= time.monotonic():
+        body = await state.single_flight("health", lambda: run_in_threadpool(_check, state.session_factory, state.celery))
+        cached = state.health = (time.monotonic() + REUSE_S, body)
+    body = cached[1]
+    return JSONResponse(body.model_dump(), status_code=200 if body.database == "ok" and body.broker == "ok" else 503)
+
+
+def _check(session_factory: sessionmaker[Session], celery: Celery) -> HealthRead:
     try:
-        lease = leases.current(session)
+        with session_scope(session_factory) as session:
+            lease = leases.current(session)
         database = "ok"
     except SQLAlchemyError:
         lease, database = None, "down"
     broker = "ok" if broker_reachable(celery) else "down"
     scheduler = "ok" if leases.is_held(lease) else "down"
     serving = database == "ok" and broker == "ok"
-    body = HealthRead(
+    return HealthRead(
         status="ok" if serving and scheduler == "ok" else "degraded",
         database=database,
         broker=broker,
         scheduler=scheduler,
         scheduler_leader=lease.holder if lease is not None and scheduler == "ok" else None,
     )
-    return JSONResponse(body.model_dump(), status_code=200 if serving else 503)

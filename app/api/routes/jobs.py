@@ -1,21 +1,45 @@
 """/v1/jobs: submit training jobs and follow them by polling."""
 
-from typing import Annotated
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from functools import partial
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, status
-from fastapi.responses import FileResponse, PlainTextResponse
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, PlainTextResponse, StreamingResponse
+from sqlalchemy.orm import Session, sessionmaker
 
-from app.api.deps import DIGITS_ONLY, AuditDep, CursorQuery, OwnerDep, PageLimit, SessionDep, SessionFactoryDep, SettingsDep
+from app.api.deps import (
+    DIGITS_ONLY,
+    AuditDep,
+    CursorQuery,
+    OwnerDep,
+    PageLimit,
+    SessionDep,
+    SessionFactoryDep,
+    SettingsDep,
+    in_session,
+)
 from app.api.problems import problems
-from app.api.schemas import EpochRead, JobPage, JobRead, MetricsRead
+from app.api.schemas import JobPage, JobRead, MetricsRead
+from app.api.views import WINDOW_ROWS, JobEntry, JobViews, epoch_row, etag
+from app.db import session_scope
+from app.errors import JobNotFound
 from app.lifecycle import JobStatus
 from app.models import Job
+from app.repositories.pagination import Page
 from app.services import audit as audit_service
 from app.services import jobs as job_service
 from app.services.audit import Action
 from app.specs import MAX_EPOCHS, JobCreate
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+NOT_MODIFIED: dict[int | str, dict[str, Any]] = {304: {"description": "Unchanged: the ETag sent as If-None-Match still holds"}}
+METRICS_PAGE = 1_000
+LOG_PAGE = 1_000
+MAX_METRICS_PAGE = 10_000
 JOB_ID_OPERATIONS = (
     "get_job",
     "cancel_job",
@@ -61,16 +85,76 @@ def create_job(
 
 
 @router.get("", response_model=JobPage, summary="List jobs, newest first")
-def list_jobs(
+async def list_jobs(
     owner: OwnerDep,
-    session: SessionDep,
+    request: Request,
     status_filter: Annotated[JobStatus | None, Query(alias="status")] = None,
     sweep_id: Annotated[str | None, Query(max_length=40, description="Only this sweep's trials")] = None,
     cursor: CursorQuery = None,
     limit: PageLimit = 50,
-) -> JobPage:
-    page = job_service.list_jobs(session, owner_id=owner.id, status=status_filter, sweep_id=sweep_id, cursor=cursor, limit=limit)
-    return JobPage(items=[JobRead.model_validate(j) for j in page.items], next_cursor=page.next_cursor)
+) -> Response:
+    """One indexed query for the page's ids; each job's body comes from memory (the few that changed
+    since they were last read, one read each, shared with every other reader of the same job)."""
+    state = request.app.state
+    page = await run_in_threadpool(_page_ids, state.session_factory, owner.id, status_filter, sweep_id, cursor, limit)
+    entries = await asyncio.gather(*(_job_entry(request, job_id, owner.id) for job_id in page.items), return_exceptions=True)
+    progress = state.hub.progress
+    # A job deleted between the two reads (its owner's account removed) is left out, not a 404.
+    shown = [(job_id, entry) for job_id, entry in zip(page.items, entries, strict=True) if isinstance(entry, JobEntry)]
+    items = b",".join(entry.render(progress.get(job_id)) for job_id, entry in shown)
+    body = b'{"items":[' + items + b'],"next_cursor":' + json.dumps(page.next_cursor).encode() + b"}"
+    return Response(body, media_type="application/json")
+
+
+def _page_ids(
+    session_factory: sessionmaker[Session],
+    owner_id: str,
+    status: str | None,
+    sweep_id: str | None,
+    cursor: str | None,
+    limit: int,
+) -> Page[str]:
+    with session_scope(session_factory) as session:
+        return job_service.list_job_ids(session, owner_id=owner_id, status=status, sweep_id=sweep_id, cursor=cursor, limit=limit)
+
+
+@router.get("/{job_id}", response_model=JobRead, responses={**problems(404), **NOT_MODIFIED})
+async def get_job(job_id: str, owner: OwnerDep, request: Request) -> Response:
+    entry = await _job_entry(request, job_id, owner.id)
+    return _conditional(request, entry.render(request.app.state.hub.progress.get(job_id)))
+
+
+async def _job_entry(request: Request, job_id: str, owner_id: str) -> JobEntry:
+    state = request.app.state
+    views: JobViews = state.job_views
+    entry = views.job(job_id)
+    if entry is None:
+
+        async def fill() -> JobEntry:
+            since = views.tick()
+            read, job_owner = await run_in_threadpool(_read_job, state.session_factory, job_id)
+            return views.keep_job(read, job_owner, since)
+
+        entry = await views.once(("job", job_id), fill)
+    if entry.owner_id != owner_id:  # another owner's job does not exist, as far as the caller can tell
+        raise JobNotFound(f"no job with id {job_id!r}")
+    return entry
+
+
+def _read_job(session_factory: sessionmaker[Session], job_id: str) -> tuple[JobRead, str]:
+    """The job whoever owns it, and its owner: one read serves every caller, each checked afterwards."""
+    with session_scope(session_factory) as session:
+        job = job_service.get_any_job(session, job_id)
+        return JobRead.model_validate(job), job.owner_id or ""
+
+
+def _conditional(request: Request, body: bytes) -> Response:
+    """The body with its ETag, or a bodiless 304 when the client already holds it."""
+    tag = etag(body)
+    headers = {"ETag": tag, "Cache-Control": "no-cache"}
+    if tag in request.headers.get("if-none-match", ""):
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    return Response(body, media_type="application/json", headers=headers)
 
 
 def job_read(request: Request, job: Job) -> JobRead:
@@ -80,11 +164,6 @@ def job_read(request: Request, job: Job) -> JobRead:
         read.batch = progress["batch"]
         read.batches_per_epoch = progress["batches_per_epoch"]
     return read
-
-
-@router.get("/{job_id}", response_model=JobRead, responses=problems(404))
-def get_job(job_id: str, owner: OwnerDep, session: SessionDep, request: Request) -> JobRead:
-    return job_read(request, job_service.get_job(session, job_id, owner_id=owner.id))
 
 
 @router.post(
@@ -104,14 +183,54 @@ def cancel_job(job_id: str, owner: OwnerDep, session: SessionDep, request: Reque
 @router.get(
     "/{job_id}/metrics",
     response_model=MetricsRead,
-    responses=problems(404),
+    responses={**problems(404), **NOT_MODIFIED},
     summary="Epoch rows after epoch N, so a poller fetches only what is new",
 )
-def get_job_metrics(
-    job_id: str, owner: OwnerDep, session: SessionDep, after: Annotated[int, Query(ge=0, le=MAX_EPOCHS), DIGITS_ONLY] = 0
-) -> MetricsRead:
-    status, epochs = job_service.job_metrics(session, job_id, owner_id=owner.id, after=after)
-    return MetricsRead(job_id=job_id, status=JobStatus(status), epochs=[EpochRead.model_validate(e) for e in epochs])
+async def get_job_metrics(
+    job_id: str,
+    owner: OwnerDep,
+    request: Request,
+    after: Annotated[int, Query(ge=0, le=MAX_EPOCHS, description="The last epoch already seen"), DIGITS_ONLY] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_METRICS_PAGE, description="Rows per response"), DIGITS_ONLY] = METRICS_PAGE,
+) -> Response:
+    entry = await _job_entry(request, job_id, owner.id)
+    views: JobViews = request.app.state.job_views
+    window = views.window(job_id)
+    status_now: str
+    if not _window_serves(views, job_id, after, entry) and entry.epochs_completed - after < WINDOW_ROWS:
+        # Pollers of one job ask for nearly the same rows: one read refills the window for all.
+        await views.once(("rows", job_id), lambda: _fill_window(request, job_id, owner.id, after))
+    window = views.window(job_id)
+    if window is not None and _window_serves(views, job_id, after, entry):
+        status_now, (rows, more) = entry.status, window.slice(after, limit)
+    else:  # behind the window, or a history longer than it: page straight from the database
+        count = limit + 1
+        status_now, found = await run_in_threadpool(_read_rows, request.app.state.session_factory, job_id, owner.id, after, count)
+        rows, more = found[:limit], len(found) > limit
+    head = b'{"job_id":' + json.dumps(job_id).encode() + b',"status":' + json.dumps(str(status_now)).encode()
+    return _conditional(request, head + b',"epochs":[' + b",".join(rows) + b'],"more":' + (b"true" if more else b"false") + b"}")
+
+
+def _window_serves(views: JobViews, job_id: str, after: int, entry: JobEntry) -> bool:
+    window = views.window(job_id)
+    return window is not None and window.covers(after) and window.last >= entry.epochs_completed
+
+
+async def _fill_window(request: Request, job_id: str, owner_id: str, after: int) -> None:
+    views: JobViews = request.app.state.job_views
+    since = views.tick()
+    count = WINDOW_ROWS + 1
+    _, found = await run_in_threadpool(_read_rows, request.app.state.session_factory, job_id, owner_id, after, count)
+    if len(found) < count:  # the read reached the newest row
+        views.keep_window(job_id, after + 1, found, since)
+
+
+def _read_rows(
+    session_factory: sessionmaker[Session], job_id: str, owner_id: str, after: int, limit: int
+) -> tuple[str, list[bytes]]:
+    with session_scope(session_factory) as session:
+        status_now, rows = job_service.job_metrics(session, job_id, owner_id=owner_id, after=after, limit=limit)
+        return status_now, [epoch_row(r.epoch, r.logs, r.duration_s, r.finished_at) for r in rows]
 
 
 @router.get(
@@ -123,9 +242,22 @@ def get_job_metrics(
     },
     summary="The training log in Keras' verbose=2 style, one line per finished epoch",
 )
-def get_job_log(job_id: str, owner: OwnerDep, session: SessionDep) -> PlainTextResponse:
-    job, epochs = job_service.job_epochs(session, job_id, owner_id=owner.id)
-    return PlainTextResponse(job_service.keras_log(job, epochs))
+async def get_job_log(job_id: str, owner: OwnerDep, request: Request) -> StreamingResponse:
+    """Streamed a page of epochs at a time: a 100,000-epoch history is never in memory whole."""
+    job = await in_session(request, lambda session: job_service.get_job(session, job_id, owner_id=owner.id))
+
+    async def lines() -> AsyncIterator[str]:
+        after = 0
+        while True:
+            page = partial(job_service.keras_log_page, job_id=job_id, epochs_total=job.epochs_total, after=after, limit=LOG_PAGE)
+            count, text = await in_session(request, page)
+            yield text
+            after += count
+            if count < LOG_PAGE:
+                break
+        yield job_service.keras_log_end(job)
+
+    return StreamingResponse(lines(), media_type="text/plain; charset=utf-8")
 
 
 @router.get(

@@ -2,9 +2,10 @@
 
 from collections import Counter
 
-from fastapi import APIRouter, BackgroundTasks, Response, status
+from fastapi import APIRouter, BackgroundTasks, Request, Response, status
+from sqlalchemy.orm import Session
 
-from app.api.deps import AuditDep, CursorQuery, OwnerDep, PageLimit, SessionDep, SessionFactoryDep, SettingsDep
+from app.api.deps import AuditDep, CursorQuery, OwnerDep, PageLimit, SessionDep, SessionFactoryDep, SettingsDep, in_session
 from app.api.problems import problems
 from app.api.schemas import ImportanceRead, SweepPage, SweepRead, SweepSummary, TrialCounts, TrialRead
 from app.db import session_scope
@@ -107,11 +108,14 @@ def create_sweep(
 
 
 @router.get("", response_model=SweepPage, summary="List sweeps, newest first")
-def list_sweeps(owner: OwnerDep, session: SessionDep, cursor: CursorQuery = None, limit: PageLimit = 50) -> SweepPage:
-    page, counts = sweep_service.list_sweeps(session, owner_id=owner.id, cursor=cursor, limit=limit)
-    bests = sweep_service.bests(session, page.items)
-    items = [sweep_summary(s, counts[s.id], bests.get(s.id)) for s in page.items]
-    return SweepPage(items=items, next_cursor=page.next_cursor)
+async def list_sweeps(owner: OwnerDep, request: Request, cursor: CursorQuery = None, limit: PageLimit = 50) -> SweepPage:
+    def read(session: Session) -> SweepPage:
+        page, counts = sweep_service.list_sweeps(session, owner_id=owner.id, cursor=cursor, limit=limit)
+        bests = sweep_service.bests(session, page.items)
+        items = [sweep_summary(s, counts[s.id], bests.get(s.id)) for s in page.items]
+        return SweepPage(items=items, next_cursor=page.next_cursor)
+
+    return await in_session(request, read)
 
 
 @router.get(

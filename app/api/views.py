@@ -1,0 +1,183 @@
+"""The hot reads (GET /v1/jobs/{id}, its /metrics, job lists) served from memory, kept fresh by the
+event bus that carries every change of a job, instead of a database round trip per poll.
+
+A job's rendered body is cached until an event about the job arrives (status, epoch, or "changed"
+for a cancel request), and for active jobs at most ACTIVE_TTL_S (their heartbeat moves without an
+event). A job's newest epoch rows are kept as a window that epoch events extend; a gap (a lost
+message) drops the window, and the next read refills it from the database.
+
+What a process serves only moves forward: every invalidation ticks a clock, and a database read
+that began before the latest invalidation of its job is served but not kept, so an older read can
+never replace a newer one. A bus interruption ("resync") drops everything."""
+
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.api.schemas import EpochRead, JobRead
+from app.api.single_flight import SingleFlight
+from app.lifecycle import TERMINAL, JobStatus
+
+# Active jobs change without events (heartbeats), so their bodies are re-read this often at most.
+ACTIVE_TTL_S = 2.0
+MAX_JOBS = 10_000
+# Epoch rows kept per job: enough for pollers that lag by a few hundred epochs.
+WINDOW_ROWS = 2_000
+# Invalidation times remembered per job; far more than can happen during one database read.
+MAX_TOUCHED = 50_000
+BATCH_FIELDS = frozenset({"batch", "batches_per_epoch"})
+
+
+def etag(body: bytes) -> str:
+    """From the content alone, so every API process gives an unchanged job the same tag."""
+    return '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+
+
+@dataclass
+class JobEntry:
+    owner_id: str
+    status: JobStatus
+    epochs_completed: int
+    # The body without its closing brace and without the in-epoch position, which changes between events.
+    head: bytes
+    expires: float | None
+
+    def render(self, progress: dict[str, Any] | None) -> bytes:
+        if self.status is JobStatus.RUNNING and progress:
+            batch, batches = progress.get("batch"), progress.get("batches_per_epoch")
+            tail = f',"batch":{_int_or_null(batch)},"batches_per_epoch":{_int_or_null(batches)}}}'
+            return self.head + tail.encode()
+        return self.head + b',"batch":null,"batches_per_epoch":null}'
+
+
+def _int_or_null(value: Any) -> str:
+    return str(int(value)) if isinstance(value, int) else "null"
+
+
+@dataclass
+class EpochWindow:
+    """Contiguous rows first..last of one job, each its EpochRead JSON."""
+
+    first: int
+    rows: list[bytes] = field(default_factory=list)
+
+    @property
+    def last(self) -> int:
+        return self.first + len(self.rows) - 1
+
+    def covers(self, after: int) -> bool:
+        return self.first <= after + 1
+
+    def slice(self, after: int, limit: int) -> tuple[list[bytes], bool]:
+        start = max(0, after + 1 - self.first)
+        picked = self.rows[start : start + limit]
+        return picked, start + limit < len(self.rows)
+
+
+def job_head(read: JobRead) -> bytes:
+    return read.model_dump_json(exclude=set(BATCH_FIELDS)).encode()[:-1]
+
+
+def epoch_row(epoch: int, logs: dict[str, float], duration_s: float, finished_at: Any) -> bytes:
+    return EpochRead(epoch=epoch, logs=logs, duration_s=duration_s, finished_at=finished_at).model_dump_json().encode()
+
+
+class JobViews:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._jobs: OrderedDict[str, JobEntry] = OrderedDict()
+        self._windows: OrderedDict[str, EpochWindow] = OrderedDict()
+        self._tick = 0
+        self._touched: OrderedDict[str, int] = OrderedDict()
+        # Reads that began before the last clear() are not kept.
+        self._floor = 0
+        # One database read at a time per (what, job): a popular job's invalidation must not send
+        # every waiting poller to the database at once.
+        self.once = SingleFlight()
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def tick(self) -> int:
+        """Call before a database read; pass the result to keep_* once it returns."""
+        return self._tick
+
+    def job(self, job_id: str) -> JobEntry | None:
+        entry = self._jobs.get(job_id)
+        if entry is None:
+            return None
+        if entry.expires is not None and entry.expires <= self._clock():
+            del self._jobs[job_id]
+            return None
+        self._jobs.move_to_end(job_id)
+        return entry
+
+    def window(self, job_id: str) -> EpochWindow | None:
+        window = self._windows.get(job_id)
+        if window is not None:
+            self._windows.move_to_end(job_id)
+        return window
+
+    # -- filling (after a database read that began at `since`) ---------------------------------
+
+    def keep_job(self, read: JobRead, owner_id: str, since: int) -> JobEntry:
+        status = JobStatus(read.status)
+        expires = None if status in TERMINAL else self._clock() + ACTIVE_TTL_S
+        entry = JobEntry(owner_id, status, read.epochs_completed, job_head(read), expires)
+        if self._fresh(read.id, since):
+            self._jobs[read.id] = entry
+            self._jobs.move_to_end(read.id)
+            if len(self._jobs) > MAX_JOBS:
+                self._jobs.popitem(last=False)
+        return entry
+
+    def keep_window(self, job_id: str, first: int, rows: list[bytes], since: int) -> None:
+        """Rows first.. up to the newest the database had when read (a read that reached the end; no
+        rows at all is an answer too: none after first - 1)."""
+        if not self._fresh(job_id, since):
+            return
+        kept = rows[-WINDOW_ROWS:]
+        self._windows[job_id] = EpochWindow(first + len(rows) - len(kept), kept)
+        if len(self._windows) > MAX_JOBS:
+            self._windows.popitem(last=False)
+
+    def _fresh(self, job_id: str, since: int) -> bool:
+        """No invalidation of the job (and no clear) since the read began."""
+        return since >= self._floor and self._touched.get(job_id, -1) <= since
+
+    # -- the event bus ---------------------------------------------------------------------------
+
+    def on_event(self, message: dict[str, Any]) -> None:
+        kind, job_id = message.get("type"), message.get("job_id")
+        if not isinstance(job_id, str) or kind == "progress":
+            return
+        self._tick += 1
+        self._touched[job_id] = self._tick
+        self._touched.move_to_end(job_id)
+        if len(self._touched) > MAX_TOUCHED:
+            self._touched.popitem(last=False)
+        self._jobs.pop(job_id, None)
+        if kind == "epoch":
+            self._extend(job_id, message)
+
+    def _extend(self, job_id: str, message: dict[str, Any]) -> None:
+        window = self._windows.get(job_id)
+        if window is None:
+            return
+        if message.get("epoch") != window.last + 1:  # a lost or repeated message: the database decides
+            del self._windows[job_id]
+            return
+        window.rows.append(epoch_row(message["epoch"], message["logs"], message["duration_s"], message["finished_at"]))
+        if len(window.rows) > WINDOW_ROWS:
+            drop = len(window.rows) - WINDOW_ROWS
+            del window.rows[:drop]
+            window.first += drop
+
+    def clear(self) -> None:
+        self._tick += 1
+        self._jobs.clear()
+        self._windows.clear()
+        self._touched.clear()
+        self._floor = self._tick
