@@ -6,6 +6,8 @@ from app.db import make_engine
 from app.models import Base
 from app.settings import get_settings
 
+# Any fixed number: the advisory lock that serializes migrations on PostgreSQL.
+MIGRATION_LOCK_ID = 7_405_311
 config = context.config
 url = config.attributes.get("database_url") or get_settings().resolved_database_url
 
@@ -22,5 +24,9 @@ else:
             render_as_batch=connection.dialect.name == "sqlite",
         )
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # Several API processes (WEB_CONCURRENCY, or one per machine) start at once: one
+                # migrates, the others wait here and then find nothing left to do.
+                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})")
             context.run_migrations()
     engine.dispose()

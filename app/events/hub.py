@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import socket
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable
@@ -12,7 +13,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from app.events.transport import CHANNEL_PREFIX, CONTROL_CHANNEL, decode, decode_control, socket_path, uses_redis
+from app.events.transport import CHANNEL_PREFIX, CONTROL_CHANNEL, decode, decode_control, socket_dir, uses_redis
 from app.settings import Settings
 
 log = logging.getLogger("epochly.events")
@@ -186,7 +187,9 @@ class EventHub:
                 await client.aclose()
 
     async def _run_datagram(self, settings: Settings) -> None:
-        path = socket_path(settings)
+        directory = socket_dir(settings)
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"api-{os.getpid()}.sock"
         path.unlink(missing_ok=True)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sock.bind(str(path))

@@ -3,11 +3,13 @@
 import contextlib
 import logging
 import socket
+import threading
+import time
 from typing import Any, Protocol
 
 import redis
 
-from app.events.transport import CONTROL_CHANNEL, channel, encode, socket_path, uses_redis
+from app.events.transport import CONTROL_CHANNEL, channel, encode, socket_dir, uses_redis
 from app.settings import Settings
 
 log = logging.getLogger("epochly.events")
@@ -37,18 +39,42 @@ class RedisPublisher:
 
 
 class DatagramPublisher:
+    """Sends each message to every API process of this machine: one datagram socket each, found
+    in socket_dir (looked up again every RESCAN_S, so an API process started later hears within
+    a second). A socket nobody listens on any more (an API process gone) is forgotten."""
+
+    RESCAN_S = 1.0
+
     def __init__(self, settings: Settings) -> None:
-        self._path = str(socket_path(settings))
+        self._dir = socket_dir(settings)
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._socket.setblocking(False)
+        self._targets: list[str] = []
+        self._scanned = 0.0
+        self._lock = threading.Lock()
 
     def publish(self, message: dict[str, Any]) -> None:
-        # OSError: no API listening, or its buffer is full; streams catch up from the database.
-        with contextlib.suppress(OSError):
-            self._socket.sendto(encode(message), self._path)
+        data = encode(message)
+        for target in self._current_targets():
+            try:
+                self._socket.sendto(data, target)
+            except (ConnectionRefusedError, FileNotFoundError):
+                with self._lock, contextlib.suppress(ValueError):
+                    self._targets.remove(target)
+            except OSError:  # its buffer is full: that process's streams catch up from the database
+                pass
 
     def publish_control(self, message: dict[str, Any]) -> None:
         self.publish({**message, "control": True})
+
+    def _current_targets(self) -> list[str]:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._scanned >= self.RESCAN_S:
+                self._scanned = now
+                with contextlib.suppress(FileNotFoundError):
+                    self._targets = [str(path) for path in self._dir.glob("api-*.sock")]
+            return list(self._targets)
 
 
 def make_publisher(settings: Settings) -> Publisher:

@@ -19,12 +19,15 @@ def uses_redis(settings: Settings) -> bool:
     return settings.resolved_broker_url.startswith(("redis://", "rediss://"))
 
 
-def socket_path(settings: Settings) -> Path:
-    preferred = settings.data_dir.resolve() / "events.sock"
-    if len(str(preferred)) <= MAX_SOCKET_PATH:
+def socket_dir(settings: Settings) -> Path:
+    """Where each API process of the embedded default binds its datagram socket (api-<pid>.sock);
+    publishers send every message to each socket there."""
+    preferred = settings.data_dir.resolve() / "events"
+    # Room for "/api-<pid>.sock" within the limit.
+    if len(str(preferred)) <= MAX_SOCKET_PATH - 20:
         return preferred
     digest = hashlib.sha256(str(preferred).encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"epochly-{digest}.sock"
+    return Path(tempfile.gettempdir()) / f"epochly-{digest}"
 
 
 def channel(job_id: str) -> str:
