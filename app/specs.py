@@ -223,9 +223,9 @@ class FitSpec(BaseModel):
         default=None,
         ge=1,
         le=10_000,
-        description="Batches run per call into the compiled train step. Default: up to 32, which trains small "
-        "models about twice as fast with identical results. Cancel and progress act between executions, so 1 "
-        "gives per-batch granularity.",
+        description="Batches run per call into the compiled train step. Default: sized to a few milliseconds "
+        "of work, from 32 up to 1,024 batches for tiny models and never more than an epoch, with identical "
+        "results. Cancel and progress act between executions, so 1 gives per-batch granularity.",
     )
     normalize: Literal["minmax", "standard"] | None = Field(
         default=None,

@@ -1,10 +1,11 @@
-"""Keras callbacks given as data (`fit.callbacks`), driven across the trainer's one-`fit`-per-epoch loop
-as one uninterrupted `fit` would drive them, with their state checkpointed; and the job's best epoch,
-chosen by Keras' own EarlyStopping rule.
+"""Keras callbacks given as data (`fit.callbacks`), driven as one uninterrupted `fit` would drive
+them across a job's attempts, with their state checkpointed; and the job's best epoch, chosen by
+Keras' own EarlyStopping rule.
 
-Keras' `fit` calls `on_train_begin` at the start of every call, which resets EarlyStopping's and
-ReduceLROnPlateau's counters, so these callbacks are never handed to `fit`: the driver calls
-`on_train_begin` once per job, `on_epoch_end` after each epoch and `on_train_end` when training ends.
+A resumed attempt is a new `fit`, and Keras' `fit` calls `on_train_begin` at the start of every
+call, which would reset EarlyStopping's and ReduceLROnPlateau's counters: so these callbacks are
+never handed to `fit`. The driver calls `on_train_begin` once per job (restoring the counters from
+the checkpoint on resume), `on_epoch_end` after each epoch and `on_train_end` when training ends.
 """
 
 from typing import Any

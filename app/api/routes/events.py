@@ -114,25 +114,42 @@ async def _events(state: Any, owner_id: str, job_id: str, cursor: Cursor, key_id
                     return
                 read_database = False
             try:
-                message = await asyncio.wait_for(queue.get(), timeout=CATCH_UP_S)
+                first = await asyncio.wait_for(queue.get(), timeout=CATCH_UP_S)
             except TimeoutError:
                 read_database = True
                 yield KEEPALIVE
                 continue
-            kind, epoch = message["type"], message.get("epoch", 0)
-            if kind == REVOKED:
-                return
-            if kind == "progress" and epoch == cursor.epoch + 1:
-                yield frame("progress", cursor.id(message["batch"]), encoded_data(message))
-            elif kind == "epoch" and epoch == cursor.epoch + 1:
-                cursor.epoch = epoch
-                yield frame("epoch", cursor.id(), encoded_data(message))
-            elif kind == "status" or (kind == "epoch" and epoch > cursor.epoch):
-                # A status change or a gap: the database has the order and the rows, so read it.
-                read_database = True
+            # Whatever else arrived meanwhile goes out in the same write: a burst of epochs costs
+            # each stream one wake-up, not one per epoch. Progress is coalesced to the newest.
+            frames: list[bytes] = []
+            progress: bytes | None = None
+            for message in (first, *_drain(queue)):
+                kind, epoch = message["type"], message.get("epoch", 0)
+                if kind == REVOKED:
+                    return
+                if kind == "progress" and epoch == cursor.epoch + 1:
+                    progress = frame("progress", cursor.id(message["batch"]), encoded_data(message))
+                elif kind == "epoch" and epoch == cursor.epoch + 1:
+                    cursor.epoch = epoch
+                    frames.append(frame("epoch", cursor.id(), encoded_data(message)))
+                    progress = None  # a finished epoch makes the position within it stale
+                elif kind == "status" or (kind == "epoch" and epoch > cursor.epoch):
+                    # A status change or a gap: the database has the order and the rows, so read it.
+                    read_database = True
+            if progress is not None:
+                frames.append(progress)
+            if frames:
+                yield b"".join(frames)
     finally:
         state.hub.unsubscribe(job_id, queue)
         state.hub.untrack_key(key_id, queue)
+
+
+def _drain(queue: asyncio.Queue[dict[str, Any]]) -> list[dict[str, Any]]:
+    messages = []
+    while not queue.empty():
+        messages.append(queue.get_nowait())
+    return messages
 
 
 async def _backlog(state: Any, owner_id: str, job_id: str, cursor: Cursor) -> tuple[str, list[bytes], bool]:
