@@ -212,7 +212,10 @@ def test_postgres_restart_mid_job_loses_no_epoch_and_does_not_pause_training(tmp
             job_id = c.http.post("/v1/jobs", json=tutorial(dataset["id"], epochs=60)).json()["id"]
             wait_for_epoch(c.http, job_id, 5)
             postgres.stop()
-            assert c.http.get(f"/v1/jobs/{job_id}").status_code == 503  # not a 500
+            # A polled job is served from memory while its view lasts, then 503; a read that needs
+            # the database is a 503 at once. Never a 500.
+            assert c.http.get(f"/v1/jobs/{job_id}").status_code in (200, 503)
+            assert c.http.get("/v1/datasets").status_code == 503
             outage_s = 2 * HEARTBEAT_TIMEOUT_S
             time.sleep(outage_s)
             postgres.start()
