@@ -18,6 +18,7 @@ from fastapi.responses import StreamingResponse
 
 from app.api.deps import OwnerDep, SessionDep
 from app.api.problems import problems
+from app.api.routes.jobs import job_entry
 from app.db import session_scope
 from app.events.hub import REVOKED, encoded_data
 from app.events.messages import epoch_message, status_message
@@ -116,8 +117,11 @@ async def _events(state: Any, owner_id: str, job_id: str, cursor: Cursor, key_id
             try:
                 first = await asyncio.wait_for(queue.get(), timeout=CATCH_UP_S)
             except TimeoutError:
-                read_database = True
                 yield KEEPALIVE
+                # Missed a message? The job as this process serves it says (one read shared by every
+                # stream of the job), so ten thousand idle streams do not each read the database.
+                entry = await job_entry(state, job_id, owner_id)
+                read_database = entry.status != status or entry.epochs_completed != cursor.epoch
                 continue
             # Whatever else arrived meanwhile goes out in the same write: a burst of epochs costs
             # each stream one wake-up, not one per epoch. Progress is coalesced to the newest.

@@ -97,7 +97,9 @@ async def list_jobs(
     since they were last read, one read each, shared with every other reader of the same job)."""
     state = request.app.state
     page = await run_in_threadpool(_page_ids, state.session_factory, owner.id, status_filter, sweep_id, cursor, limit)
-    entries = await asyncio.gather(*(_job_entry(request, job_id, owner.id) for job_id in page.items), return_exceptions=True)
+    entries = await asyncio.gather(
+        *(job_entry(request.app.state, job_id, owner.id) for job_id in page.items), return_exceptions=True
+    )
     progress = state.hub.progress
     # A job deleted between the two reads (its owner's account removed) is left out, not a 404.
     shown = [(job_id, entry) for job_id, entry in zip(page.items, entries, strict=True) if isinstance(entry, JobEntry)]
@@ -120,12 +122,12 @@ def _page_ids(
 
 @router.get("/{job_id}", response_model=JobRead, responses={**problems(404), **NOT_MODIFIED})
 async def get_job(job_id: str, owner: OwnerDep, request: Request) -> Response:
-    entry = await _job_entry(request, job_id, owner.id)
+    entry = await job_entry(request.app.state, job_id, owner.id)
     return _conditional(request, entry.render(request.app.state.hub.progress.get(job_id)))
 
 
-async def _job_entry(request: Request, job_id: str, owner_id: str) -> JobEntry:
-    state = request.app.state
+async def job_entry(state: Any, job_id: str, owner_id: str) -> JobEntry:
+    """The job as this process serves it: from memory, or read once for every caller waiting."""
     views: JobViews = state.job_views
     entry = views.job(job_id)
     if entry is None:
@@ -193,7 +195,7 @@ async def get_job_metrics(
     after: Annotated[int, Query(ge=0, le=MAX_EPOCHS, description="The last epoch already seen"), DIGITS_ONLY] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_METRICS_PAGE, description="Rows per response"), DIGITS_ONLY] = METRICS_PAGE,
 ) -> Response:
-    entry = await _job_entry(request, job_id, owner.id)
+    entry = await job_entry(request.app.state, job_id, owner.id)
     views: JobViews = request.app.state.job_views
     window = views.window(job_id)
     status_now: str
