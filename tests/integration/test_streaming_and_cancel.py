@@ -21,7 +21,8 @@ def slow_job(dataset_id: str, epochs: int = 50) -> dict:
         "dataset_id": dataset_id,
         "model": {"layers": [{"type": "Dense", "units": 8, "activation": "relu"}, {"type": "Dense", "units": 2, "activation": "softmax"}]},
         "compile": {"optimizer": "adam", "loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]},
-        "fit": {"epochs": epochs, "batch_size": 1},
+        # One batch per execution: progress and cancel act at every batch, as the test watches them.
+        "fit": {"epochs": epochs, "batch_size": 1, "steps_per_execution": 1},
     }
 
 
