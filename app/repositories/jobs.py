@@ -10,7 +10,7 @@ from app.db import publish_after_commit
 from app.events.messages import epoch_message
 from app.lifecycle import JobStatus
 from app.models import EpochMetric, Job, JobEvent, utcnow
-from app.repositories.pagination import Page, SelectT, newest_first, newest_first_rows
+from app.repositories.pagination import Page, SelectT, newest_first_rows
 
 
 def get(session: Session, job_id: str) -> Job | None:
@@ -34,12 +34,6 @@ def owned_model(session: Session, owner_id: str, job_id: str) -> tuple[str, str 
     """A job's status and model file, without loading the job and its history (evaluate / predict's hot path)."""
     row = session.execute(select(Job.status, Job.model_path).where(Job.id == job_id, Job.owner_id == owner_id)).first()
     return (row.status, row.model_path) if row is not None else None
-
-
-def page(
-    session: Session, owner_id: str, *, status: str | None, sweep_id: str | None = None, cursor: str | None, limit: int
-) -> Page[Job]:
-    return newest_first(session, _listed(select(Job), owner_id, status, sweep_id), Job, cursor, limit)
 
 
 def page_ids(

@@ -208,12 +208,6 @@ def list_job_ids(
     return jobs_repo.page_ids(session, owner_id, status=status, sweep_id=sweep_id, cursor=cursor, limit=limit)
 
 
-def list_jobs(
-    session: Session, *, owner_id: str, status: str | None, sweep_id: str | None = None, cursor: str | None, limit: int
-) -> Page[Job]:
-    return jobs_repo.page(session, owner_id, status=status, sweep_id=sweep_id, cursor=cursor, limit=limit)
-
-
 def job_metrics(
     session: Session, job_id: str, *, owner_id: str, after: int, limit: int | None = None
 ) -> tuple[str, list[EpochMetric]]:
