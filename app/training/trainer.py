@@ -343,6 +343,7 @@ def _collector_skips_older_objects() -> Iterator[None]:
         gc.unfreeze()
 
 
+@_collector_skips_older_objects()
 def train(
     spec: TrainingSpec,
     x: Arrays,
@@ -362,32 +363,6 @@ def train(
     With `in_memory=False`, `x` and `y` (and the validation arrays) may be memory maps larger than
     memory: batches are gathered one at a time instead of permuting the whole training set each epoch.
     `x` and `y` (and the validation arrays) may each be arrays by input / output name."""
-    with _collector_skips_older_objects():
-        return _train(
-            spec,
-            x,
-            y,
-            reporter=reporter,
-            model_path=model_path,
-            checkpoint=checkpoint,
-            checkpoint_interval_s=checkpoint_interval_s,
-            in_memory=in_memory,
-            validation_data=validation_data,
-        )
-
-
-def _train(
-    spec: TrainingSpec,
-    x: Arrays,
-    y: Arrays,
-    *,
-    reporter: EpochReporter,
-    model_path: Path,
-    checkpoint: Checkpoint | None = None,
-    checkpoint_interval_s: float = 0.0,
-    in_memory: bool = True,
-    validation_data: tuple[Arrays, Arrays] | None = None,
-) -> Outcome:
     fit = spec.fit
     n_samples = rows(x)
     n_train = training_split(n_samples, fit.validation_split)
