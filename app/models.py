@@ -204,6 +204,8 @@ class Job(Base):
     params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     sweep_attrs: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     objective: Mapped[float | None] = mapped_column(Float)
+    # The Celery queue the job is routed to (one of the QUEUES setting); only workers consuming it take it.
+    queue: Mapped[str] = mapped_column(String(64), default="default", server_default="default", index=True)
 
     history: Mapped[list["JobEvent"]] = relationship(order_by="JobEvent.id", cascade="all, delete-orphan", lazy="selectin")
 
@@ -241,3 +243,19 @@ class SchedulerLease(Base):
     holder: Mapped[str | None] = mapped_column(String(200))
     expires_at: Mapped[datetime]
     renewed_at: Mapped[datetime | None]
+
+
+class WorkerRecord(Base):
+    """A live (or lately live) Celery worker: the queues it consumes and the devices it trains on.
+
+    Workers upsert their row every few seconds; a row whose heartbeat is older than the heartbeat
+    timeout is a worker that is gone."""
+
+    __tablename__ = "worker"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    queues: Mapped[list[str]] = mapped_column(JSON)
+    # [{"kind": "CPU" | "GPU", "name": ...}], as TensorFlow lists them.
+    devices: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
