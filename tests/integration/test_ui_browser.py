@@ -188,6 +188,48 @@ def test_docs_try_it_out_lists_jobs_with_the_key(page, service):
     assert status.inner_text().strip() == "200"
 
 
+def test_redoc_renders_every_operation_from_the_service_alone(page, service, live):
+    # Redoc asks for a logo at cdn.redoc.ly; the page's policy must stop the browser from even trying.
+    outside: list[str] = []
+    page.route(lambda url: not url.startswith(service.url), lambda route: (outside.append(route.request.url), route.abort()))
+    page.goto("/redoc")
+    page.wait_for_selector("[data-section-id^='operation/']", state="attached", timeout=30_000)
+    rendered = page.locator("[data-section-id^='operation/']").count()
+    operations = sum(
+        method in {"get", "post", "put", "patch", "delete"}
+        for item in live.get("/openapi.json").json()["paths"].values()
+        for method in item
+    )
+    assert rendered == operations
+    assert outside == []
+
+
+def test_datasets_page_adds_the_example_and_takes_a_dropped_csv(page, live):
+    page.goto("/ui/datasets")
+    page.wait_for_selector("table#datasets")
+    page.click("#add-example")
+    page.wait_for_selector("tr[data-dataset-id] >> text=side-effects")
+
+    csv = "age,dose,label\n" + "".join(f"{20 + i},{i % 5},{i % 2}\n" for i in range(40))
+    dropped = page.evaluate_handle(
+        "(csv) => { const dt = new DataTransfer(); dt.items.add(new File([csv], 'doses.csv', {type: 'text/csv'})); return dt; }",
+        csv,
+    )
+    page.dispatch_event("#dropzone", "drop", {"dataTransfer": dropped})
+    page.wait_for_selector("tr[data-dataset-id] >> text=doses.csv")
+    stored = {d["name"]: d for d in live.get("/v1/datasets").json()["items"]}
+    assert stored["doses.csv"]["n_samples"] == 40
+    assert stored["doses.csv"]["x_shape"] == [2]
+
+    # A file the service refuses says why beside the drop zone.
+    broken = page.evaluate_handle(
+        "() => { const dt = new DataTransfer(); dt.items.add(new File(['not,a\\n'], 'broken.csv', {type: 'text/csv'})); return dt; }"
+    )
+    page.dispatch_event("#dropzone", "drop", {"dataTransfer": broken})
+    page.wait_for_selector("#upload-error:not(:empty)")
+    assert "broken.csv" not in {d["name"] for d in live.get("/v1/datasets").json()["items"]}
+
+
 def sweep_spec(dataset_id: str, *, epochs: int) -> dict:
     """The tutorial over two learning rates, as a grid: two trials, both queued at once."""
     return {
