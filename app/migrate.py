@@ -8,15 +8,27 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = Path(__file__).resolve().parent
+
+
+def migrations_dir() -> Path:
+    """Installed from a wheel, migrations/ ships inside the package (setup.py maps it to app.migrations);
+    in a checkout (editable install, `alembic upgrade head`) it is the top-level folder the wheel takes it from."""
+    packaged = PACKAGE / "migrations"
+    return packaged if (packaged / "env.py").is_file() else PACKAGE.parent / "migrations"
+
+
+def alembic_config(database_url: str) -> Config:
+    # No alembic.ini: the repository's copy serves the `alembic` command line only, and a wheel has none.
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    config.attributes["database_url"] = database_url
+    return config
 
 
 def upgrade_to_head(database_url: str) -> None:
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(ROOT / "migrations"))
-    config.attributes["database_url"] = database_url
     with _sqlite_lock(database_url):
-        command.upgrade(config, "head")
+        command.upgrade(alembic_config(database_url), "head")
 
 
 @contextmanager

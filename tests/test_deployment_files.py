@@ -1,10 +1,16 @@
 """The deployment files agree with the code they deploy (no Docker engine needed: files are parsed)."""
+
 import importlib
 import importlib.util
 import json
 import os
 import re
 import shlex
+import subprocess
+import sys
+import tomllib
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +19,10 @@ import yaml
 from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-APP_SERVICES = ("api", "scheduler", "worker")
+APP_SERVICES = ("api", "scheduler", "worker", "worker-gpu")
+ONE_SHOTS = {"minio-setup"}
+# Read by boto3 (the S3 artifact store), not by Settings: the standard AWS variables.
+AWS_VARIABLES = {"AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"}
 
 
 @pytest.fixture(scope="module")
@@ -70,11 +79,14 @@ def exec_form(arguments: str) -> list[str]:
     return json.loads(arguments) if arguments.startswith("[") else shlex.split(arguments)
 
 
-def test_compose_has_postgres_redis_api_scheduler_and_worker_each_with_a_healthcheck(compose: dict) -> None:
+def test_every_long_running_service_has_a_healthcheck_and_a_memory_limit(compose: dict) -> None:
     services = compose["services"]
-    assert {"postgres", "redis", "api", "scheduler", "worker"} <= set(services)
-    for name in ("postgres", "redis", "api", "scheduler", "worker"):
+    assert {"postgres", "redis", "minio", "api", "scheduler", "worker", "worker-gpu"} <= set(services)
+    for name in set(services) - ONE_SHOTS:
         assert services[name].get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+        assert services[name].get("mem_limit"), f"{name} has no memory limit"
+    for name in ONE_SHOTS:
+        assert services[name]["restart"] == "on-failure", f"{name} runs once: it must not restart after success"
 
 
 def test_api_and_worker_run_the_same_build(compose: dict) -> None:
@@ -84,11 +96,21 @@ def test_api_and_worker_run_the_same_build(compose: dict) -> None:
     assert api.get("image") == worker.get("image")
 
 
-def test_api_command_names_a_callable_app_factory(compose: dict) -> None:
+def console_scripts() -> dict[str, str]:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+
+
+def test_api_command_is_the_console_script_that_runs_the_app_factory(compose: dict, dockerfile: list[tuple[str, str]]) -> None:
+    from app.serve import api_command
+
     command = command_of(compose["services"]["api"])
-    assert command[0] == "uvicorn" and "--factory" in command
-    target = next(arg for arg in command[1:] if ":" in arg and not arg.startswith("-"))
-    module_name, _, attribute = target.partition(":")
+    cmd = exec_form([arguments for instruction, arguments in dockerfile if instruction == "CMD"][-1])
+    assert command == cmd == ["epochly-api"]
+    module_name, _, attribute = console_scripts()["epochly-api"].partition(":")
+    assert callable(getattr(importlib.import_module(module_name), attribute))
+    uvicorn = api_command("0.0.0.0", 8000)
+    assert "--factory" in uvicorn
+    module_name, _, attribute = next(arg for arg in uvicorn if arg.startswith("app.main:")).partition(":")
     assert callable(getattr(importlib.import_module(module_name), attribute))
 
 
@@ -129,7 +151,7 @@ def test_every_environment_variable_on_api_and_worker_is_a_settings_field(compos
     for name in APP_SERVICES:
         env = environment_of(compose["services"][name])
         assert {"DATABASE_URL", "BROKER_URL", "DATA_DIR"} <= set(env), name
-        unknown = {key for key in env if key.lower() not in fields}
+        unknown = {key for key in env if key.lower() not in fields} - AWS_VARIABLES
         assert not unknown, f"{name} sets variables Settings ignores: {sorted(unknown)}"
 
 
@@ -150,18 +172,170 @@ def test_dockerfile_runs_as_a_non_root_user_and_defaults_to_the_api(dockerfile: 
     assert users, "no USER line: the container would run as root"
     assert users[-1].split(":")[0] not in {"root", "0"}
     cmd = [arguments for instruction, arguments in dockerfile if instruction == "CMD"][-1]
-    assert "app.main:create_app" in exec_form(cmd)
+    assert exec_form(cmd) == ["epochly-api"]
 
 
-def test_image_imports_the_source_tree_that_holds_alembic_ini_and_migrations(dockerfile: list[tuple[str, str]]) -> None:
-    # app/migrate.py finds alembic.ini and migrations/ beside the `app` package; the installed
-    # wheel has neither, so the image must import app from the copied source tree.
-    workdir = [arguments for instruction, arguments in dockerfile if instruction == "WORKDIR"][-1]
-    copied = " ".join(arguments for instruction, arguments in dockerfile if instruction == "COPY")
-    assert "alembic.ini" in copied and "migrations" in copied
+def test_image_builds_on_base_image_installs_a_wheelhouse_when_given_and_needs_no_pythonpath(
+    dockerfile: list[tuple[str, str]],
+) -> None:
+    # ARG before the first FROM: a build argument that FROM lines may use.
+    assert dockerfile[0] == ("ARG", "BASE_IMAGE=python:3.11-slim")
+    froms = [arguments.split() for instruction, arguments in dockerfile if instruction == "FROM"]
+    stages = {words[-1] for words in froms if len(words) == 3 and words[1].upper() == "AS"}
+    # Every stage starts from BASE_IMAGE or from an earlier stage, the final one from BASE_IMAGE.
+    assert froms[-1] == ["${BASE_IMAGE}"] and {words[0] for words in froms} <= {"${BASE_IMAGE}"} | stages
+    copied = [arguments for instruction, arguments in dockerfile if instruction == "COPY"]
+    assert "wheels/ /wheels/" in copied and any("client/" in line for line in copied)
+    runs = [arguments for instruction, arguments in dockerfile if instruction == "RUN"]
+    assert any("--no-index --find-links /wheels" in run and "pip install" in run for run in runs)
+    # The client too: its `epochly` command line makes keys inside the container.
+    assert any("pip wheel" in run and "/src /src/client" in run for run in runs)
     env = " ".join(arguments for instruction, arguments in dockerfile if instruction == "ENV")
-    assert f"PYTHONPATH={workdir}" in env
-    assert (ROOT / "alembic.ini").is_file() and (ROOT / "migrations" / "env.py").is_file()
+    assert "PYTHONPATH" not in env
+    assert (ROOT / "wheels" / "README.md").is_file()
+
+
+def test_a_built_wheel_ships_the_migrations_and_migrates_from_anywhere(tmp_path: Path) -> None:
+    """What the image does: install the wheel (no source tree), then migrate a fresh database."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--wheel-dir", tmp_path, ROOT],
+        check=True,
+        capture_output=True,
+    )
+    [wheel] = tmp_path.glob("epochly-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        archive.extractall(tmp_path / "site")
+    assert {"app/migrations/env.py", "app/migrations/script.py.mako"} <= names
+    shipped = {name.rsplit("/", 1)[1] for name in names if name.startswith("app/migrations/versions/")}
+    assert shipped == {path.name for path in (ROOT / "migrations" / "versions").glob("*.py")}
+    # Run from elsewhere, with the unpacked wheel first on the path: the repository is out of reach.
+    script = (
+        "import sys; from app.migrate import migrations_dir, upgrade_to_head; "
+        "print(migrations_dir()); upgrade_to_head(sys.argv[1])"
+    )
+    database = tmp_path / "fresh.db"
+    result = subprocess.run(
+        [sys.executable, "-c", script, f"sqlite:///{database}"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path / "site")},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(tmp_path / "site" / "app" / "migrations")
+    import sqlite3
+
+    with sqlite3.connect(database) as connection:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"alembic_version", "job", "dataset", "api_key", "worker"} <= tables
+
+
+def test_the_image_carries_the_epochly_command_line_for_server_side_keys() -> None:
+    # `docker compose exec api epochly keys create --owner NAME`: the client's console script, in the image
+    # because the Dockerfile installs /src/client; --owner reaches app.admin in the same environment.
+    client = tomllib.loads((ROOT / "client" / "pyproject.toml").read_text())
+    assert client["project"]["scripts"]["epochly"] == "epochly_client.cli:main"
+    from app.admin import create_api_key
+
+    assert callable(create_api_key)
+
+
+def test_worker_healthcheck_runs_the_registry_heartbeat_check(compose: dict) -> None:
+    probe = compose["services"]["worker"]["healthcheck"]["test"]
+    assert probe[1:] == ["python", "-m", "worker.healthcheck"]
+    assert importlib.util.find_spec("worker.healthcheck") is not None
+
+
+@pytest.fixture
+def embedded_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """The settings a role reads from its environment: here the embedded SQLite database under tmp_path."""
+    from app.migrate import upgrade_to_head
+    from app.settings import get_settings
+
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    get_settings.cache_clear()
+    settings = get_settings()
+    settings.prepare_data_dir()
+    upgrade_to_head(settings.resolved_database_url)
+    yield settings
+    get_settings.cache_clear()
+
+
+def test_worker_healthcheck_is_healthy_only_while_this_hosts_worker_beats(embedded_env: Settings) -> None:
+    import socket
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from app.db import make_engine, make_session_factory, session_scope
+    from app.models import WorkerRecord, utcnow
+    from app.repositories import workers as workers_repo
+    from worker.healthcheck import beating_here
+
+    here = f"{socket.gethostname()} (pid 1)"
+    engine = make_engine(embedded_env.resolved_database_url)
+    sessions = make_session_factory(engine)
+    try:
+        assert not beating_here()
+        with session_scope(sessions) as session:
+            workers_repo.beat(session, "another-host (pid 1)", ["default"], [])
+        assert not beating_here()
+        with session_scope(sessions) as session:
+            workers_repo.beat(session, here, ["default"], [])
+        assert beating_here()
+        silent_since = utcnow() - timedelta(seconds=embedded_env.job_heartbeat_timeout_s + 1)
+        with session_scope(sessions) as session:
+            session.execute(update(WorkerRecord).where(WorkerRecord.id == here).values(heartbeat_at=silent_since))
+        assert not beating_here()
+    finally:
+        engine.dispose()
+
+
+def test_minio_is_the_artifact_store_with_its_bucket_made_before_the_app_starts(compose: dict) -> None:
+    services = compose["services"]
+    assert services["minio"]["image"] == "minio/minio"
+    setup = services["minio-setup"]
+    assert setup["depends_on"]["minio"]["condition"] == "service_healthy"
+    assert "mc mb --ignore-existing store/epochly" in " ".join(setup["entrypoint"])
+    assert services["api"]["depends_on"]["minio-setup"]["condition"] == "service_completed_successfully"
+    for name in APP_SERVICES:
+        env = environment_of(services[name])
+        assert env["STORAGE_URL"] == "s3://epochly/artifacts", name
+        assert env["AWS_ENDPOINT_URL"] == "http://minio:9000", name
+        assert set(env) >= AWS_VARIABLES, name
+    minio = environment_of(services["minio"])
+    api = environment_of(services["api"])
+    assert (minio["MINIO_ROOT_USER"], minio["MINIO_ROOT_PASSWORD"]) == (api["AWS_ACCESS_KEY_ID"], api["AWS_SECRET_ACCESS_KEY"])
+
+
+def test_gpu_worker_is_a_profile_with_an_nvidia_reservation_on_the_gpu_queue(compose: dict) -> None:
+    services = compose["services"]
+    gpu = services["worker-gpu"]
+    assert gpu["profiles"] == ["gpu"]
+    assert command_of(gpu) == command_of(services["worker"])
+    assert environment_of(gpu)["WORKER_QUEUES"] == "gpu"
+    [device] = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
+    assert set(Settings(queues=environment_of(services["api"])["QUEUES"]).queue_names) >= {"default", "gpu"}
+    assert "profiles" not in services["worker"]
+
+
+def test_standin_override_swaps_only_the_third_party_images() -> None:
+    override = yaml.safe_load((ROOT / "docker" / "compose.standin.yml").read_text())["services"]
+    for name in ("postgres", "redis", "minio"):
+        assert override[name]["image"].startswith("epochly-standin/"), name
+    for name in APP_SERVICES:
+        assert set(override[name]) == {"environment"} and set(override[name]["environment"]) == {"STORAGE_URL"}, name
+
+
+def test_make_test_does_not_run_test_docker() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    targets = dict(re.findall(r"^([\w-]+):([^\n=]*)$", makefile, re.M))
+    assert {"wheelhouse", "test-docker"} <= set(targets)
+    assert "test-docker" not in targets["test"]
+    assert "docker/test-docker.sh" in makefile and os.access(ROOT / "docker" / "test-docker.sh", os.X_OK)
 
 
 def test_ci_entry_point_is_executable_and_runs_make_test() -> None:
