@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 if TYPE_CHECKING:
@@ -53,6 +54,12 @@ def make_session_factory(
     return sessionmaker(engine, expire_on_commit=False, info={PUBLISHER: publisher, DOORBELL: doorbell})
 
 
+def upsert(session: Session, model: Any, rows: list[dict[str, Any]]) -> postgresql.Insert | sqlite.Insert:
+    """INSERT of `rows` that takes `.on_conflict_do_update(...)`: both back ends have one, in their own dialect."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    return dialect.insert(model).values(rows)
+
+
 @contextmanager
 def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any error."""
@@ -85,10 +92,10 @@ def publish_control_after_commit(session: Session, message: dict[str, Any]) -> N
         after_commit(session, lambda: publisher.publish_control(message))
 
 
-def ring_after_commit(session: Session, job_id: str) -> None:
+def ring_after_commit(session: Session, job_id: str, queue: str) -> None:
     doorbell: Doorbell | None = session.info.get(DOORBELL)
     if doorbell is not None:
-        after_commit(session, lambda: doorbell.ring(job_id))
+        after_commit(session, lambda: doorbell.ring(job_id, queue))
 
 
 @event.listens_for(Session, "after_commit")

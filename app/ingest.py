@@ -148,7 +148,7 @@ def store_npz(upload: Upload, datasets_dir: Path, limit: StoredLimit = UNLIMITED
         with archive:
             members = {Path(n).stem: n for n in archive.namelist() if n.endswith(".npy")}
             wanted = _npz_arrays(members)
-            declared = {name: _declared_npy_bytes(archive, members[name], name) for name in wanted}
+            declared = {name: declared_npy_bytes(archive, members[name], name) for name in wanted}
             total = 0
             for name in wanted:
                 total += declared[name][0]
@@ -159,7 +159,7 @@ def store_npz(upload: Upload, datasets_dir: Path, limit: StoredLimit = UNLIMITED
                         f"{total:,} bytes; over {limit.described}"
                     )
             for name in wanted:
-                _copy_member(archive, members[name], staging / f"{name}.npy", name, declared[name][0])
+                copy_member(archive, members[name], staging / f"{name}.npy", name, declared[name][0])
         opened = {name: _open_array(staging / f"{name}.npy", name) for name in wanted}
         first = wanted[0]
         for name in wanted[1:]:
@@ -199,7 +199,7 @@ def _npz_arrays(members: dict[str, str]) -> list[str]:
     return wanted
 
 
-def _declared_npy_bytes(archive: zipfile.ZipFile, member: str, name: str) -> tuple[int, str]:
+def declared_npy_bytes(archive: zipfile.ZipFile, member: str, name: str) -> tuple[int, str]:
     """The member's size once expanded (its header plus shape x itemsize), read from its .npy header
     alone; and the shape and dtype in words."""
     try:
@@ -220,7 +220,7 @@ def _declared_npy_bytes(archive: zipfile.ZipFile, member: str, name: str) -> tup
     return size, f"shape {tuple(shape)} of {dtype}"
 
 
-def _copy_member(archive: zipfile.ZipFile, member: str, target: Path, name: str, declared_bytes: int) -> None:
+def copy_member(archive: zipfile.ZipFile, member: str, target: Path, name: str, declared_bytes: int) -> None:
     """Copy one member out, refusing it as soon as it runs past its header's declared size."""
     written = 0
     try:
@@ -269,10 +269,6 @@ def _side_files(folder: Path, side: str) -> Path | dict[str, Path]:
         return plain
     # The folder holds only what this module wrote, under names checked by valid_name.
     return {path.stem[2:]: path for path in sorted(folder.glob(f"{side}_*.npy"))}
-
-
-def remove_storage(datasets_dir: Path, storage_key: str) -> None:
-    shutil.rmtree(datasets_dir / storage_key, ignore_errors=True)
 
 
 def _csv_header(path: Path) -> list[str]:

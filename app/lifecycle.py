@@ -7,7 +7,7 @@ caller's own guards (the worker that holds the job, a heartbeat still stale): wh
 gets None and changes nothing. The move writes the history row and keeps the attempt list; the
 status event is published, and a queued job's doorbell rung, only after the caller's commit."""
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -16,6 +16,7 @@ from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
+from app import persisted_metrics
 from app.db import publish_after_commit, ring_after_commit
 from app.events.messages import changed_message, status_message
 from app.models import Job, JobEvent, utcnow
@@ -104,7 +105,10 @@ def _record(session: Session, job_id: str, status: JobStatus, message: str, at: 
     session.flush()  # the event's id is its sequence number in streams
     publish_after_commit(session, status_message(event))
     if status is JobStatus.QUEUED:
-        ring_after_commit(session, job_id)
+        # A requeued job goes back to its own queue, so only the workers that may take it hear of it.
+        queue = session.scalar(select(Job.queue).where(Job.id == job_id))
+        assert queue is not None  # the row was written or updated in this very transaction
+        ring_after_commit(session, job_id, queue)
     return event
 
 
@@ -131,40 +135,62 @@ def refuse(session: Session, job: Job, error: dict[str, Any]) -> Job:
     return job
 
 
-def claim(session: Session, job_id: str, worker: str) -> JobEvent | None:
-    """queued → running for `worker`, opening a new attempt; None if the job is not queued any more."""
+def claim(
+    session: Session,
+    job_id: str,
+    worker: str,
+    *,
+    queues: Collection[str] | None = None,
+    devices: Sequence[dict[str, str]] = (),
+) -> JobEvent | None:
+    """queued → running for `worker`, opening a new attempt that records the `devices` it trains on;
+    None if the job is not queued any more, or is not in one of `queues` (None: any queue)."""
     row = session.execute(select(Job.attempts, Job.started_at).where(Job.id == job_id)).one_or_none()
     if row is None:
         return None
     attempts, started_at = row
     now = utcnow()
     attempt = len(attempts) + 1
-    opened = {"attempt": attempt, "worker": worker, "started_at": now.isoformat(), "ended_at": None, "outcome": None}
+    opened = {
+        "attempt": attempt,
+        "worker": worker,
+        "devices": list(devices),
+        "started_at": now.isoformat(),
+        "ended_at": None,
+        "outcome": None,
+    }
     return move(
         session,
         job_id,
         JobStatus.RUNNING,
         message=f"started on {worker}" if attempt == 1 else f"attempt {attempt} started on {worker}",
+        guards=[] if queues is None else [Job.queue.in_(queues)],
         # The attempt list read above is still current if this wins: only a claim changes it, and only from QUEUED.
         values={"started_at": started_at or now, "worker": worker, "heartbeat_at": now, "attempts": [*attempts, opened]},
         at=now,
     )
 
 
-def claim_next(session: Session, job_id: str, worker: str) -> tuple[str, JobEvent] | None:
-    """Claim `job_id`, or else the oldest queued job: a message is a doorbell, and any ring may take any
-    waiting job, so the broker needs only as many messages as there are queued jobs, whichever they name."""
-    if (event := claim(session, job_id, worker)) is not None:
+def claim_next(
+    session: Session, job_id: str, worker: str, *, queues: Collection[str], devices: Sequence[dict[str, str]] = ()
+) -> tuple[str, JobEvent] | None:
+    """Claim `job_id`, or else the oldest queued job of `queues`: a message is a doorbell, and any ring
+    from a queue may take any job waiting in it, so the broker needs only as many messages per queue
+    as there are queued jobs there, whichever they name. The worker passes the queue the message came
+    from, so taking a job never leaves another queue a message short."""
+    if (event := claim(session, job_id, worker, queues=queues, devices=devices)) is not None:
         return job_id, event
-    for candidate in oldest_queued(session, CLAIM_CANDIDATES):
-        if (event := claim(session, candidate, worker)) is not None:
+    for candidate in oldest_queued(session, CLAIM_CANDIDATES, queues=queues):
+        if (event := claim(session, candidate, worker, queues=queues, devices=devices)) is not None:
             return candidate, event
     return None
 
 
-def oldest_queued(session: Session, limit: int) -> list[str]:
-    """The ids of the jobs that have waited longest: first in line for a worker."""
-    stmt = select(Job.id).where(Job.status == JobStatus.QUEUED).order_by(Job.created_at, Job.id).limit(limit)
+def oldest_queued(session: Session, limit: int, *, queues: Collection[str]) -> list[str]:
+    """The ids of the jobs in `queues` that have waited longest: first in line for a worker."""
+    stmt = (
+        select(Job.id).where(Job.status == JobStatus.QUEUED, Job.queue.in_(queues)).order_by(Job.created_at, Job.id).limit(limit)
+    )
     return list(session.scalars(stmt))
 
 
@@ -218,7 +244,7 @@ def finish(
     if to not in TERMINAL:
         raise IllegalMove(f"{to} is not a final status")
     now = utcnow()
-    return move(
+    event = move(
         session,
         job_id,
         to,
@@ -236,6 +262,9 @@ def finish(
         },
         at=now,
     )
+    if event is not None:
+        persisted_metrics.observe_finished_job(session, job_id, to, now)
+    return event
 
 
 def cancel(session: Session, job_id: str) -> JobEvent | None:

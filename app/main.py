@@ -10,10 +10,13 @@ from typing import Any
 import anyio
 from fastapi import FastAPI
 
+from app import logs
 from app.api import docs, problems
 from app.api.deps import SESSION_SLOTS, THREADS
-from app.api.middleware import RateLimitHeaders
-from app.api.routes import audit, datasets, events, health, inference, jobs, keys, owner_events, sweep_events, sweeps, ui
+from app.api.metrics import RequestMetrics
+from app.api.middleware import JobLogContext, RateLimitHeaders
+from app.api.routes import audit, datasets, events, health, inference, jobs, keys, metrics, owner_events, sweep_events, sweeps, ui
+from app.api.served_queues import ServedQueues
 from app.api.single_flight import SingleFlight
 from app.api.views import JobViews
 from app.db import make_engine, make_session_factory, session_scope
@@ -40,6 +43,8 @@ Every call except `/health` needs an API key: `Authorization: Bearer ek_…`."""
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     settings.prepare_data_dir()
+    if settings.log_format == "json":  # after uvicorn set up its loggers, so theirs are replaced too
+        logs.use_json(settings.log_level)
     engine = make_engine(settings.resolved_database_url)
 
     @asynccontextmanager
@@ -107,8 +112,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.key_cache = KeyCache()
     app.state.session_slots = asyncio.Semaphore(SESSION_SLOTS)
     app.state.health = None  # (reuse until, HealthRead): see app/api/routes/health.py
+    app.state.metrics = None  # (reuse until, the database's metric families): see app/api/routes/metrics.py
     app.state.single_flight = SingleFlight()
     app.state.job_views = JobViews()
+    app.state.served_queues = ServedQueues(app.state.session_factory, settings.job_heartbeat_timeout_s)
     app.state.hub.listeners.append(app.state.job_views.on_event)
     # The warm Keras process for evaluate / predict, spawned on first use (most API processes never need it).
     app.state.predictor = Predictor(settings.predict_cache_bytes, settings.predict_timeout_s)
@@ -116,9 +123,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.rate_limiter = make_rate_limiter(settings.resolved_broker_url, settings.rate_limit_per_min)
     app.state.hub.control_handlers.append(_on_control)
     app.add_middleware(RateLimitHeaders)
+    if settings.log_format == "json":
+        app.add_middleware(JobLogContext)
+    app.add_middleware(RequestMetrics)  # the outermost: it times everything inside
     problems.install(app)
     docs.install(app)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(datasets.router)
     app.include_router(jobs.router)
     app.include_router(inference.router)

@@ -139,6 +139,8 @@ class Sweep(Base):
     owner_id: Mapped[str] = mapped_column(ForeignKey("owner.id", ondelete="CASCADE"), index=True)
     name: Mapped[str | None] = mapped_column(String(200))
     tags: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The queue every trial is routed to (Job.queue).
+    queue: Mapped[str] = mapped_column(String(64), default="default", server_default="default")
     dataset_id: Mapped[str | None] = mapped_column(ForeignKey("dataset.id", ondelete="SET NULL"), index=True)
     # The base job spec ({dataset_id, model, compile, fit}, every default filled in) that trials vary.
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
@@ -259,3 +261,15 @@ class WorkerRecord(Base):
     devices: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class MetricCount(Base):
+    """One persisted Prometheus sample: a counter, or a histogram's bucket or sum (app/persisted_metrics.py).
+    Workers and schedulers on any machine add to it in the transaction that makes the event real."""
+
+    __tablename__ = "metric_count"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    # The sample's labels as sorted compact JSON, so one label set is one row.
+    labels: Mapped[str] = mapped_column(String(400), primary_key=True)
+    value: Mapped[float] = mapped_column(Float)

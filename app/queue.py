@@ -1,20 +1,24 @@
 """The Celery app both sides share: the API enqueues by task name and never imports worker code.
 
-A message is a doorbell, not the job: the job row is the record. A worker that takes a message claims
-the job it names, or else the oldest queued one (app.lifecycle.claim_next), so the scheduler keeps
-the broker honest by count alone: as many waiting messages as queued jobs (app/scheduler/dispatch.py)."""
+A message is a doorbell, not the job: the job row is the record. Each job names a queue (Job.queue),
+and its doorbell goes to the Celery queue of that name, so a worker started with `-Q gpu` (or
+WORKER_QUEUES=gpu) only hears of gpu jobs. A worker that takes a message claims the job it names,
+or else the oldest queued job of the same queue (app.lifecycle.claim_next), so the scheduler keeps
+the broker honest by count alone: per queue, as many waiting messages as queued jobs
+(app/scheduler/dispatch.py)."""
 
 import logging
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, Protocol
 
 from celery import Celery
-from kombu import Connection
+from kombu import Connection, Exchange, Queue
 from kombu.exceptions import ChannelError
 
-from app.settings import Settings
+from app.settings import DEFAULT_QUEUE, Settings
 
 TRAIN_TASK = "epochly.train"
-TRAIN_QUEUE = "epochly"
 # A job may train for hours; Redis must not hand its unacked message to another worker meanwhile.
 REDIS_VISIBILITY_TIMEOUT_S = 7 * 24 * 3600
 
@@ -24,7 +28,7 @@ def make_celery(settings: Settings) -> Celery:
     settings.prepare_data_dir()
     celery = Celery("epochly", broker=url)
     celery.conf.update(
-        task_default_queue=TRAIN_QUEUE,
+        task_default_queue=DEFAULT_QUEUE,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_ignore_result=True,
@@ -37,12 +41,17 @@ def make_celery(settings: Settings) -> Celery:
         # The embedded broker: messages are files in one folder that the API writes and the worker reads.
         queue_dir = settings.broker_dir / "queue"
         processed_dir = settings.broker_dir / "processed"
-        queue_dir.mkdir(parents=True, exist_ok=True)
-        processed_dir.mkdir(parents=True, exist_ok=True)
+        control_dir = settings.broker_dir / "control"
+        for folder in (queue_dir, processed_dir, control_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        # Each message file is named after its queue (`<id>.<queue>.msg`) and a consumer reads only
+        # its own queues' files. The exchange → queue bindings are files too: beside the messages,
+        # not in whatever folder the process was started from (the transport's default).
         celery.conf.broker_transport_options = {
             "data_folder_in": str(queue_dir),
             "data_folder_out": str(queue_dir),
             "processed_folder": str(processed_dir),
+            "control_folder": str(control_dir),
             "store_processed": False,
             "polling_interval": 0.1,
         }
@@ -59,34 +68,55 @@ log = logging.getLogger("epochly.queue")
 class Doorbell(Protocol):
     """Tells the broker that a job waits; a ring that is lost is sent again by the scheduler's dispatcher."""
 
-    def ring(self, job_id: str) -> None: ...
+    def ring(self, job_id: str, queue: str) -> None: ...
 
 
 class CeleryDoorbell:
     def __init__(self, celery: Celery) -> None:
         self.celery = celery
 
-    def ring(self, job_id: str) -> None:
+    def ring(self, job_id: str, queue: str) -> None:
         """Best effort: the job is committed already, and the dispatcher heals a ring the broker missed."""
         try:
-            enqueue_training(self.celery, job_id)
+            enqueue_training(self.celery, job_id, queue)
         except Exception as exc:
             log.warning("broker did not take the message for job %s (%s); the scheduler will send it again", job_id, exc)
 
 
-def enqueue_training(celery: Celery, job_id: str) -> None:
-    celery.send_task(TRAIN_TASK, args=[job_id], queue=TRAIN_QUEUE)
+def train_queue(name: str) -> Queue:
+    """The Celery queue for jobs of queue `name`, as a worker consumes it: a direct exchange of the
+    same name, routed by the name. It is the shape Celery itself gives a queue it meets only by name
+    (`-Q gpu` on a worker, `send_task(queue="gpu")` here), so every side agrees."""
+    return Queue(name, Exchange(name, type="direct"), routing_key=name)
 
 
-def waiting_messages(celery: Celery) -> int:
-    """Messages in the training queue that no worker has taken yet; raises when the broker is unreachable."""
+def enqueue_training(celery: Celery, job_id: str, queue: str) -> None:
+    _restore_broker_folders(celery)
+    celery.send_task(TRAIN_TASK, args=[job_id], queue=queue)
+
+
+def waiting_messages(celery: Celery, queues: Iterable[str]) -> dict[str, int]:
+    """Per queue, the messages that no worker has taken yet; raises when the broker is unreachable."""
+    _restore_broker_folders(celery)
+    counts = {}
     with celery.connection_for_write() as connection:
         _connect_once(connection)
         channel: Any = connection.default_channel  # a virtual-transport channel: it has queue_declare
-        try:
-            return int(channel.queue_declare(queue=TRAIN_QUEUE, passive=True).message_count)
-        except ChannelError:  # Redis keeps no empty lists: a queue with no messages does not exist
-            return 0
+        for queue in queues:
+            try:
+                counts[queue] = int(channel.queue_declare(queue=queue, passive=True).message_count)
+            except ChannelError:  # Redis keeps no empty lists: a queue with no messages does not exist
+                counts[queue] = 0
+    return counts
+
+
+def _restore_broker_folders(celery: Celery) -> None:
+    """The embedded broker's folders, made again when someone wiped them: without them no message
+    could be sent or counted, and workers could not look for any. The scheduler asks every round."""
+    options = celery.conf.broker_transport_options or {}
+    for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
+        if folder := options.get(key):
+            Path(folder).mkdir(parents=True, exist_ok=True)
 
 
 def broker_reachable(celery: Celery) -> bool:

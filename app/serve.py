@@ -11,11 +11,12 @@ import time
 from pathlib import Path
 from typing import IO
 
-from app.admin import LOCAL_KEY_FILE, ensure_local_key
+from app.admin import LOCAL_KEY_FILE, LOCAL_OWNER, ensure_local_key
 from app.migrate import upgrade_to_head
 from app.settings import get_settings
 
 RESTART_DELAY_S = 2.0
+JSON_LOG_CONFIG = Path(__file__).with_name("json_logging.json")
 # Warnings no user of `make run` can act on: a local machine often runs as root, and Celery says so
 # on every start. PYTHONWARNINGS matches the start of the message.
 QUIET_WARNINGS = ("ignore:You're running the worker with superuser privileges",)
@@ -51,10 +52,12 @@ def scheduler_command() -> list[str]:
     return [sys.executable, "-m", "app.scheduler"]
 
 
-def api_command(host: str, port: int, log_level: str = "info") -> list[str]:
+def api_command(host: str, port: int, log_level: str = "info", log_format: str = "text") -> list[str]:
+    # JSON from uvicorn's first line on, the supervisor's of several processes (WEB_CONCURRENCY) included.
+    json_logs = ["--log-config", str(JSON_LOG_CONFIG)] if log_format == "json" else []
     return [
         *(sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory"),
-        *("--host", host, "--port", str(port), "--log-level", log_level),
+        *("--host", host, "--port", str(port), "--log-level", log_level, *json_logs),
     ]
 
 
@@ -101,6 +104,30 @@ def banner(url: str, key_file: Path, new_key: str | None) -> str:
     return "\n".join(lines)
 
 
+def first_key_notice(key: str, key_file: Path) -> str:
+    return "\n".join(
+        [
+            f"No API key existed: this one was created for owner {LOCAL_OWNER!r} and saved in {key_file} (mode 600).",
+            f"  {key}",
+            "More keys: epochly keys create --owner NAME",
+        ]
+    )
+
+
+def serve_api() -> None:
+    """`epochly-api`, the API role alone (the Docker image's default command): migrate, create the first
+    key as `make run` does, then become uvicorn. Exec, not a child: uvicorn stays the process that
+    `docker stop` signals."""
+    settings = get_settings()
+    settings.prepare_data_dir()
+    upgrade_to_head(settings.resolved_database_url)
+    key = ensure_local_key(settings)
+    if key:
+        print(first_key_notice(key, (settings.data_dir / LOCAL_KEY_FILE).resolve()), flush=True)
+    command = api_command(settings.host, settings.port, settings.log_level, settings.log_format)
+    os.execv(command[0], command)
+
+
 def main() -> None:
     settings = get_settings()
     settings.prepare_data_dir()
@@ -108,7 +135,7 @@ def main() -> None:
     key = ensure_local_key(settings)
     key_file = (settings.data_dir / LOCAL_KEY_FILE).resolve()
     env = child_env(settings.log_level)
-    api = start(api_command(settings.host, settings.port, settings.log_level), env, settings.log_level)
+    api = start(api_command(settings.host, settings.port, settings.log_level, settings.log_format), env, settings.log_level)
     # Roles that may die and come back without the service going down.
     restartable = {"worker": worker_command(log_level=settings.log_level), "scheduler": scheduler_command()}
     running = {role: start(command, env, settings.log_level) for role, command in restartable.items()}

@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, WithJsonSchema, field_validator, model_validator
 
+from app.settings import DEFAULT_QUEUE
+
 TUTORIAL_LAYERS: list[Any] = [
     {"type": "Dense", "units": 16, "activation": "relu", "input_shape": [1]},
     {"type": "Dense", "units": 32, "activation": "relu"},
@@ -291,3 +293,9 @@ class JobCreate(TrainingSpec):
     dataset_id: str = Field(min_length=1, max_length=40)
     name: str | None = Field(default=None, max_length=200)
     tags: dict[str, str] = Field(default_factory=dict, max_length=50)
+    queue: str = Field(
+        default=DEFAULT_QUEUE,
+        max_length=64,
+        description="The queue the job waits in: one of the QUEUES setting. Only workers consuming it "
+        "(WORKER_QUEUES, or Celery's -Q) take it, e.g. `gpu` for GPU machines",
+    )

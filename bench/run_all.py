@@ -23,6 +23,7 @@ BENCHES = [
     ("12. rate limiter overhead", ["bench.ratelimit"]),
     ("13. sweeps", ["bench.sweep"]),
     ("14. long histories", ["bench.history"]),
+    ("15. object storage", ["bench.storage"]),
 ]
 RESULTS = Path(__file__).with_name("RESULTS.md")
 # Every figure's latest result, so running one benchmark (`python -m bench.run_all pollers`) keeps the others.

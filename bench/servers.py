@@ -4,8 +4,10 @@ import contextlib
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -94,3 +96,51 @@ def _wait_port(port: int, timeout_s: float = 15) -> None:
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"nothing listens on {port}")
+
+
+class MotoS3:
+    """An S3-compatible server (moto's server mode) in a process of its own, on a loopback port, with
+    one bucket; `pause()` / `resume()` make the store unreachable for a while, its objects kept."""
+
+    def __init__(self, bucket: str = "epochly") -> None:
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.bucket = bucket
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        moto_server = Path(sys.executable).with_name("moto_server")
+        self.process = subprocess.Popen(
+            [str(moto_server), "-H", "127.0.0.1", "-p", str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        _wait_port(self.port)
+        import boto3
+
+        boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1", **self.credentials_kwargs()).create_bucket(Bucket=self.bucket)
+
+    @staticmethod
+    def credentials_kwargs() -> dict[str, str]:
+        return {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+    def env(self) -> dict[str, str]:
+        """The standard AWS_* variables a process needs to reach this server, and nothing else."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+
+    def pause(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+            self.process.terminate()
+            self.process.wait(timeout=30)

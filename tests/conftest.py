@@ -19,6 +19,7 @@ from app.admin import create_api_key
 from app.main import create_app
 from app.settings import Settings
 from bench.harness import postgres_database
+from bench.servers import MotoS3
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("EPOCHLY_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -61,6 +62,31 @@ def redis_url() -> str:
     return f"redis://{REDIS_HOST}:{REDIS_PORT}/{db}"
 
 
+@pytest.fixture(scope="session")
+def moto_s3() -> Iterator[MotoS3]:
+    """A real S3-compatible server (moto's server mode) for the session. Its standard AWS_* variables
+    are set in this process, and so in the API and worker processes it starts, while it runs."""
+    server = MotoS3()
+    server.start()
+    saved = {name: os.environ.get(name) for name in server.env()}
+    os.environ.update(server.env())
+    try:
+        yield server
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        server.stop()
+
+
+@pytest.fixture
+def s3_storage_url(moto_s3: MotoS3) -> str:
+    """STORAGE_URL for a prefix of the bucket that no other test uses."""
+    return f"s3://{moto_s3.bucket}/{uuid.uuid4().hex}"
+
+
 def embedded_settings(data_dir: Path) -> Settings:
     return Settings(data_dir=data_dir, database_url="", broker_url="")
 
@@ -89,6 +115,23 @@ def example_dataset(client: TestClient) -> dict:
     response = client.post("/v1/datasets/examples/side-effects")
     assert response.status_code == 201, response.text
     return response.json()
+
+
+def wait_for_http(url: str, process: subprocess.Popen, log_path: Path, timeout_s: float) -> None:
+    """Until `url` answers 200; fails at once, with the log's tail, if the process exits first."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"exited early:\n{log_path.read_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer after {timeout_s}s:\n{log_path.read_text()[-3000:]}")
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

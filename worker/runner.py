@@ -5,6 +5,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property, partial
@@ -14,7 +15,7 @@ import numpy as np
 from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
-from app import ingest, lifecycle, named_arrays
+from app import ingest, lifecycle, logs, named_arrays, persisted_metrics
 from app.db import make_engine, make_session_factory, session_scope
 from app.events.messages import progress_message
 from app.events.publisher import Publisher, make_publisher
@@ -25,6 +26,8 @@ from app.repositories import datasets as datasets_repo
 from app.repositories import jobs as jobs_repo
 from app.settings import Settings
 from app.specs import EarlyStoppingSpec, TrainingSpec
+from app.storage import Artifacts, open_artifacts
+from app.storage import with_retry as with_store_retry
 from app.sweeps import service as sweep_service
 from app.sweeps.service import TrialContext
 from app.training.checkpoint import Checkpoint
@@ -55,12 +58,23 @@ class WorkerContext:
     worker_name: str
     # Set when the worker is asked to stop: the running job checkpoints and goes back to the queue.
     shutting_down: threading.Event = field(default_factory=threading.Event)
+    # The queues this worker consumes: WORKER_QUEUES, or what Celery's -Q made of them (worker/tasks.py).
+    queues: list[str] = field(default_factory=list)
+    # What TensorFlow trains on here ([{"kind", "name"}]); each attempt records them.
+    devices: list[dict[str, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.queues = self.queues or self.settings.worker_queue_names
 
     @cached_property
     def session_factory(self) -> sessionmaker[Session]:
         return make_session_factory(
             make_engine(self.settings.resolved_database_url), publisher=self.publisher, doorbell=CeleryDoorbell(self.celery)
         )
+
+    @cached_property
+    def artifacts(self) -> Artifacts:
+        return open_artifacts(self.settings)
 
     @cached_property
     def publisher(self) -> Publisher:
@@ -90,11 +104,11 @@ class JobHooks:
         # The service gave the job to another attempt (this worker looked dead): stop, finish nothing.
         self.lost = threading.Event()
         self._done = threading.Event()
-        self._watcher = threading.Thread(target=self._watch, name=f"job-watch-{job_id}", daemon=True)
+        self._watcher = logs.thread_in_context(self._watch, f"job-watch-{job_id}")
         # Epoch rows go through a writer thread: training never waits on the database, and a row
         # that cannot be written yet (database restarting) waits in this queue, in order.
         self._rows: queue.Queue[tuple[int, dict[str, float], float, datetime] | None] = queue.Queue()
-        self._writer = threading.Thread(target=self._write_rows, name=f"job-rows-{job_id}", daemon=True)
+        self._writer = logs.thread_in_context(self._write_rows, f"job-rows-{job_id}")
 
     def __enter__(self) -> "JobHooks":
         self._watcher.start()
@@ -119,9 +133,11 @@ class JobHooks:
     def _write_row(self, epoch: int, logs: dict[str, float], duration_s: float, finished_at: datetime) -> None:
         # Its own short transaction: the row is visible to pollers as soon as it lands.
         with session_scope(self.ctx.session_factory) as session:
-            jobs_repo.record_epoch(session, self.job_id, epoch, logs, duration_s, finished_at)
+            recorded = jobs_repo.record_epoch(session, self.job_id, epoch, logs, duration_s, finished_at)
             if self.trial is not None:
                 sweep_service.note_epoch(session, self.job_id, self.trial, logs)
+            if recorded is not None:  # a redelivered epoch is counted once
+                persisted_metrics.observe_epoch(session, self.job_id, duration_s)
 
     def _judge(self, epoch: int) -> None:
         """Off the training thread, which goes on with the next epoch meanwhile: a verdict to prune
@@ -167,10 +183,12 @@ class JobHooks:
                 log.warning("heartbeat/cancel check for job %s failed: %s", self.job_id, exc)
 
 
-def run_job(message_job_id: str, ctx: WorkerContext) -> None:
-    """Take the job the message names, or else the oldest queued one, and run one attempt of it."""
+def run_job(message_job_id: str, ctx: WorkerContext, message_queue: str | None = None) -> None:
+    """Take the job the message names, or else the oldest one queued in the message's queue (any of
+    this worker's queues when that is unknown), and run one attempt of it."""
+    queues = [message_queue] if message_queue in ctx.queues else ctx.queues
     with session_scope(ctx.session_factory) as session:
-        claimed = lifecycle.claim_next(session, message_job_id, ctx.worker_name)
+        claimed = lifecycle.claim_next(session, message_job_id, ctx.worker_name, queues=queues, devices=ctx.devices)
         if claimed is None:
             log.info("no queued job for message %s; nothing to do", message_job_id)
             return
@@ -185,8 +203,12 @@ def run_job(message_job_id: str, ctx: WorkerContext) -> None:
         if spec.fit.validation_dataset_id is not None:
             validation = datasets_repo.get(session, job.validation_dataset_id) if job.validation_dataset_id else None
             validation_key = validation.storage_key if validation else None
+        # The first attempt has no checkpoint to resume: not asking the store saves a round trip.
+        resumable = len(job.attempts) > 1
 
-    _run_attempt(ctx, job_id, spec, storage_key, validation_key, trial)
+    with logs.job_context(job_id):  # every line of the attempt, its threads' included, names the job
+        log.info("job %s: attempt started on %s", job_id, ctx.worker_name)
+        _run_attempt(ctx, job_id, spec, storage_key, validation_key, trial, resumable=resumable)
 
 
 def _run_attempt(
@@ -196,18 +218,28 @@ def _run_attempt(
     storage_key: str | None,
     validation_key: str | None,
     trial: TrialContext | None,
+    *,
+    resumable: bool = True,
 ) -> None:
-    model_path = ctx.settings.models_dir / f"{job_id}.keras"
-    checkpoint = Checkpoint(ctx.settings.checkpoints_dir / job_id)
-    with JobHooks(job_id, ctx, trial) as hooks:
+    artifacts = ctx.artifacts
+    model_path = artifacts.model_work_path(job_id)
+    checkpoint = Checkpoint(
+        artifacts.store, artifacts.checkpoint_prefix(job_id), artifacts.checkpoint_scratch(job_id), resumable=resumable
+    )
+    # The datasets' local copies stay out of the cache's eviction until training is over.
+    with JobHooks(job_id, ctx, trial) as hooks, ExitStack() as datasets_in_use:
         reporter = EpochReporter(hooks)
         try:
             if storage_key is None:
                 raise FileNotFoundError("the job's dataset was deleted before training started")
             if spec.fit.validation_dataset_id is not None and validation_key is None:
                 raise FileNotFoundError("the job's validation dataset was deleted before training started")
-            x, y = ingest.load_arrays(ctx.settings.datasets_dir, storage_key, mmap=True)
-            validation_data = ingest.load_arrays(ctx.settings.datasets_dir, validation_key, mmap=True) if validation_key else None
+            folder = datasets_in_use.enter_context(artifacts.dataset_folder(storage_key, patient=True))
+            x, y = ingest.load_arrays(folder.parent, folder.name, mmap=True)
+            validation_data = None
+            if validation_key:
+                validation_folder = datasets_in_use.enter_context(artifacts.dataset_folder(validation_key, patient=True))
+                validation_data = ingest.load_arrays(validation_folder.parent, validation_folder.name, mmap=True)
             in_memory = named_arrays.nbytes(x) + named_arrays.nbytes(y) <= ctx.settings.worker_memory_budget_bytes
             if in_memory:
                 x, y = named_arrays.apply(x, np.asarray), named_arrays.apply(y, np.asarray)
@@ -243,9 +275,20 @@ def _run_attempt(
             return
     if hooks.lost.is_set():
         log.warning("job %s was given to another attempt while this worker ran it; stopping", job_id)
-    elif outcome is Outcome.HANDED_BACK:
+        checkpoint.close()
+        return
+    if outcome is Outcome.HANDED_BACK:
+        checkpoint.flush()  # the next attempt resumes from the checkpoint: it must be in the store first
+        checkpoint.close()
         _hand_back(ctx, job_id, reporter.epoch)
-    elif outcome is Outcome.CANCELLED:
+        return
+    model_reference = ""
+    if outcome in (Outcome.PRUNED, Outcome.EARLY_STOPPED, Outcome.COMPLETED):
+        # A job is succeeded only once its model is in the store, however long the store is away.
+        model_reference = with_store_retry(
+            f"uploading the model of job {job_id}", lambda: artifacts.publish_model(job_id, model_path)
+        )
+    if outcome is Outcome.CANCELLED:
         kept = reporter.epoch - 1
         _finish(
             ctx,
@@ -264,7 +307,7 @@ def _run_attempt(
             JobStatus.SUCCEEDED,
             message=f"pruned after epoch {reporter.epoch} of {spec.fit.epochs}: its {trial.metric} fell behind the "
             f"other trials' (judged after epoch {hooks.pruned_after})",
-            model_path=str(model_path),
+            model_path=model_reference,
             stop_reason=StopReason.PRUNED,
             **_best(reporter),
         )
@@ -275,7 +318,7 @@ def _run_attempt(
             job_id,
             JobStatus.SUCCEEDED,
             message=f"stopped early after epoch {reporter.epoch} of {spec.fit.epochs}: {_early_stop_cause(spec, reporter)}",
-            model_path=str(model_path),
+            model_path=model_reference,
             stop_reason=StopReason.EARLY_STOPPING,
             **_best(reporter),
         )
@@ -286,7 +329,7 @@ def _run_attempt(
             job_id,
             JobStatus.SUCCEEDED,
             message=f"trained {spec.fit.epochs} epochs",
-            model_path=str(model_path),
+            model_path=model_reference,
             stop_reason=StopReason.COMPLETED,
             **_best(reporter),
         )
@@ -335,5 +378,7 @@ def _finish(ctx: WorkerContext, job_id: str, to: JobStatus, **fields: Any) -> No
         with session_scope(ctx.session_factory) as session:
             if lifecycle.finish(session, job_id, to, worker=ctx.worker_name, **fields) is None:
                 log.warning("job %s is no longer held by %s; its result (%s) is dropped", job_id, ctx.worker_name, to)
+            else:
+                log.info("job %s %s: %s", job_id, to, fields["message"])
 
     with_retry(f"finishing job {job_id}", finish)

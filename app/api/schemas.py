@@ -45,11 +45,15 @@ EXAMPLE_JOB: dict[str, Any] = {
     "best_epoch": 20,
     "best": EXAMPLE_LOGS,
     "error": None,
+    "queue": "default",
+    "waiting_reason": None,
     "worker": "celery@host (pid 4242)",
+    "worker_devices": [{"kind": "CPU", "name": "/physical_device:CPU:0"}],
     "attempts": [
         {
             "attempt": 1,
             "worker": "celery@host (pid 4242)",
+            "devices": [{"kind": "CPU", "name": "/physical_device:CPU:0"}],
             "started_at": "2026-11-25T12:00:01Z",
             "ended_at": "2026-11-25T12:00:10Z",
             "outcome": "succeeded",
@@ -117,21 +121,19 @@ class JobEventRead(BaseModel):
     at: datetime
 
 
+class DeviceRead(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": {"kind": "GPU", "name": "NVIDIA H100 80GB HBM3"}})
+
+    kind: str = Field(description="CPU or GPU, as TensorFlow lists the device")
+    name: str = Field(description="A GPU's product name where TensorFlow knows it; otherwise TensorFlow's device name")
+
+
 class AttemptRead(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "example": {
-                "attempt": 1,
-                "worker": "celery@host (pid 4242)",
-                "started_at": "2026-11-25T12:00:01Z",
-                "ended_at": "2026-11-25T12:00:10Z",
-                "outcome": "succeeded",
-            }
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"example": EXAMPLE_JOB["attempts"][0]})
 
     attempt: int
     worker: str
+    devices: list[DeviceRead] = Field(default_factory=list, description="What the attempt's worker trained on")
     started_at: datetime
     ended_at: datetime | None
     outcome: str | None = Field(description="succeeded, failed, cancelled, worker lost or handed back; null while running")
@@ -165,6 +167,12 @@ class JobRead(BaseModel):
     )
     best: dict[str, float] | None = Field(default=None, description="The best epoch's Keras logs")
     error: JobError | None
+    queue: str = Field(default="default", description="The queue the job waits in; only workers consuming it take it")
+    waiting_reason: str | None = Field(
+        default=None,
+        description='Queued jobs that no worker can take: why, e.g. "no worker is consuming queue `gpu`". '
+        "Null otherwise (the job may still wait for a busy worker)",
+    )
     worker: str | None
     history: list[JobEventRead]
     cancel_requested_at: datetime | None = Field(default=None, description="Set while a running job is being cancelled")
@@ -180,6 +188,11 @@ class JobRead(BaseModel):
     @property
     def restarts(self) -> int:
         return max(0, len(self.attempts) - 1)
+
+    @computed_field(description="The devices `worker` trains (or trained) the job on; null while no worker holds it")  # type: ignore[prop-decorator]
+    @property
+    def worker_devices(self) -> list[DeviceRead] | None:
+        return self.attempts[-1].devices if self.worker is not None and self.attempts else None
 
 
 class JobPage(BaseModel):
@@ -218,6 +231,15 @@ class HealthRead(BaseModel):
                 "broker": "ok",
                 "scheduler": "ok",
                 "scheduler_leader": "host (pid 4243)",
+                "workers": [
+                    {
+                        "id": "host (pid 4242)",
+                        "queues": ["default"],
+                        "devices": [{"kind": "CPU", "name": "/physical_device:CPU:0"}],
+                        "started_at": "2026-11-25T12:00:00Z",
+                        "heartbeat_age_s": 3.2,
+                    }
+                ],
             }
         }
     )
@@ -227,6 +249,17 @@ class HealthRead(BaseModel):
     broker: Literal["ok", "down"]
     scheduler: Literal["ok", "down"] = Field(description="ok while a scheduler process holds the lead")
     scheduler_leader: str | None = Field(default=None, description="The scheduler process that leads now")
+    workers: list["WorkerRead"] = Field(
+        default_factory=list, description="The live workers: those that beat within the heartbeat timeout"
+    )
+
+
+class WorkerRead(BaseModel):
+    id: str = Field(description="The worker process, as jobs name it in `worker`")
+    queues: list[str] = Field(description="The queues it consumes")
+    devices: list[DeviceRead]
+    started_at: datetime
+    heartbeat_age_s: float = Field(description="Seconds since its last heartbeat")
 
 
 class ProblemFieldError(BaseModel):
@@ -390,6 +423,7 @@ class SweepSummary(BaseModel):
     id: str
     name: str | None
     tags: dict[str, str]
+    queue: str = Field(default="default", description="The queue every trial waits in")
     dataset_id: str | None
     status: JobStatus = Field(
         description="queued until a trial starts, running until the last one ends, then succeeded "
@@ -427,3 +461,7 @@ class ImportanceRead(BaseModel):
     method: Literal["ped-anova"] = "ped-anova"
     trials_used: int = Field(description="Completed (unpruned) trials with an objective; importances need at least 2")
     importances: dict[str, float] = Field(description="Spec path → share of importance, largest first")
+
+
+class LivenessRead(BaseModel):
+    status: Literal["alive"] = "alive"

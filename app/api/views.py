@@ -11,9 +11,10 @@ that began before the latest invalidation of its job is served but not kept, so 
 never replace a newer one. A bus interruption ("resync") drops everything."""
 
 import hashlib
+import json
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +29,8 @@ MAX_JOBS = 10_000
 WINDOW_ROWS = 2_000
 # Invalidation times remembered per job; far more than can happen during one database read.
 MAX_TOUCHED = 50_000
-BATCH_FIELDS = frozenset({"batch", "batches_per_epoch"})
+# Rendered on each read rather than kept: they change without an event about the job.
+PER_READ_FIELDS = frozenset({"batch", "batches_per_epoch", "waiting_reason"})
 
 
 def etag(body: bytes) -> str:
@@ -41,16 +43,27 @@ class JobEntry:
     owner_id: str
     status: JobStatus
     epochs_completed: int
-    # The body without its closing brace and without the in-epoch position, which changes between events.
+    # The body without its closing brace and without PER_READ_FIELDS, which change between events.
     head: bytes
     expires: float | None
+    queue: str
 
-    def render(self, progress: dict[str, Any] | None) -> bytes:
+    def render(self, progress: dict[str, Any] | None, served_queues: Collection[str] | None) -> bytes:
+        """The body, with the in-epoch position while it runs and, while it waits in a queue that no
+        live worker consumes (`served_queues`: None when unknown), why."""
         if self.status is JobStatus.RUNNING and progress:
             batch, batches = progress.get("batch"), progress.get("batches_per_epoch")
-            tail = f',"batch":{_int_or_null(batch)},"batches_per_epoch":{_int_or_null(batches)}}}'
-            return self.head + tail.encode()
-        return self.head + b',"batch":null,"batches_per_epoch":null}'
+            tail = f',"batch":{_int_or_null(batch)},"batches_per_epoch":{_int_or_null(batches)}'
+        else:
+            tail = ',"batch":null,"batches_per_epoch":null'
+        reason = None
+        if self.status is JobStatus.QUEUED and served_queues is not None and self.queue not in served_queues:
+            reason = unserved_queue_reason(self.queue)
+        return self.head + f'{tail},"waiting_reason":{json.dumps(reason)}}}'.encode()
+
+
+def unserved_queue_reason(queue: str) -> str:
+    return f"no worker is consuming queue `{queue}`"
 
 
 def _int_or_null(value: Any) -> str:
@@ -78,7 +91,7 @@ class EpochWindow:
 
 
 def job_head(read: JobRead) -> bytes:
-    return read.model_dump_json(exclude=set(BATCH_FIELDS)).encode()[:-1]
+    return read.model_dump_json(exclude=set(PER_READ_FIELDS)).encode()[:-1]
 
 
 def epoch_row(epoch: int, logs: dict[str, float], duration_s: float, finished_at: Any) -> bytes:
@@ -125,7 +138,7 @@ class JobViews:
     def keep_job(self, read: JobRead, owner_id: str, since: int) -> JobEntry:
         status = JobStatus(read.status)
         expires = None if status in TERMINAL else self._clock() + ACTIVE_TTL_S
-        entry = JobEntry(owner_id, status, read.epochs_completed, job_head(read), expires)
+        entry = JobEntry(owner_id, status, read.epochs_completed, job_head(read), expires, read.queue)
         if self._fresh(read.id, since):
             self._jobs[read.id] = entry
             self._jobs.move_to_end(read.id)

@@ -2,7 +2,6 @@
 .npy or CSV is streamed there; a stored dataset is there already."""
 
 import csv
-import shutil
 import uuid
 import zipfile
 from pathlib import Path
@@ -31,9 +30,12 @@ def work_path(work_dir: Path, suffix: str) -> Path:
     return work_dir / f"{uuid.uuid4().hex}{suffix}"
 
 
-def receive_inputs(stream: BinaryIO, work_dir: Path, max_bytes: int, signature: Signature) -> dict[str, Path]:
+def receive_inputs(
+    stream: BinaryIO, work_dir: Path, max_bytes: int, max_expanded_bytes: int, signature: Signature
+) -> dict[str, Path]:
     """Stream an upload to disk and turn it into one checked `.npy` per model input. The caller
-    removes the returned files (and nothing is left behind on a refusal)."""
+    removes the returned files (and nothing is left behind on a refusal). A compressed .npz or a CSV
+    grows as it is unpacked or parsed: past `max_expanded_bytes` it is refused, as a dataset would be."""
     try:
         upload = ingest.receive(stream, work_dir, max_bytes)
     except ingest.UploadTooLarge as exc:
@@ -45,14 +47,14 @@ def receive_inputs(stream: BinaryIO, work_dir: Path, max_bytes: int, signature: 
         with upload.path.open("rb") as f:
             magic = f.read(6)
         if magic.startswith(ZIP_MAGIC):
-            _from_npz(upload.path, work_dir, signature, made)
+            _from_npz(upload.path, work_dir, signature, made, max_expanded_bytes)
         elif magic == NPY_MAGIC:
             only = _only_input(signature, "a .npy")
             made[only] = upload.path.rename(upload.path.with_suffix(".npy"))
         else:
             only = _only_input(signature, "a CSV")
             made[only] = work_path(work_dir, ".npy")
-            _csv_to_npy(upload.path, made[only], np.dtype(signature.inputs[0].dtype))
+            _csv_to_npy(upload.path, made[only], np.dtype(signature.inputs[0].dtype), max_expanded_bytes)
         for name, path in made.items():
             made[name] = _checked(path, signature, name)
         return made
@@ -71,7 +73,7 @@ def _only_input(signature: Signature, what: str) -> str:
     return signature.inputs[0].name
 
 
-def _from_npz(path: Path, work_dir: Path, signature: Signature, made: dict[str, Path]) -> None:
+def _from_npz(path: Path, work_dir: Path, signature: Signature, made: dict[str, Path], max_expanded_bytes: int) -> None:
     try:
         archive = zipfile.ZipFile(path)
     except zipfile.BadZipFile:
@@ -90,9 +92,23 @@ def _from_npz(path: Path, work_dir: Path, signature: Signature, made: dict[str, 
             if key is None:
                 found = ", ".join(sorted(members)) or "none"
                 raise _refuse(f"the .npz has no array {'x' if len(wanted) == 1 else name!r} (arrays found: {found})")
-            made[name] = work_path(work_dir, ".npy")
-            with archive.open(members[key]) as src, made[name].open("wb") as dst:
-                shutil.copyfileobj(src, dst, CHUNK)
+        try:
+            # Sized from the .npy headers before anything is inflated, then held to those sizes while copying.
+            declared = {name: ingest.declared_npy_bytes(archive, members[key], key) for name, key in wanted.items() if key}
+            expanded = sum(size for size, _ in declared.values())
+            if expanded > max_expanded_bytes:
+                shapes = "; ".join(f"array {wanted[name]!r}: {words}" for name, (_, words) in declared.items())
+                raise PayloadTooLarge(
+                    f"file: the .npz expands to {expanded:,} bytes ({shapes}); over the {max_expanded_bytes:,}-byte limit"
+                )
+            for name, key in wanted.items():
+                assert key is not None
+                made[name] = work_path(work_dir, ".npy")
+                ingest.copy_member(archive, members[key], made[name], key, declared[name][0])
+        except ingest.StoredTooLarge as exc:
+            raise PayloadTooLarge(f"file: {exc}") from None
+        except ingest.DatasetRejected as exc:
+            raise _refuse(str(exc)) from None
 
 
 def _checked(path: Path, signature: Signature, name: str) -> Path:
@@ -114,7 +130,7 @@ def _checked(path: Path, signature: Signature, name: str) -> Path:
     return path
 
 
-def _csv_to_npy(path: Path, target: Path, dtype: np.dtype) -> None:
+def _csv_to_npy(path: Path, target: Path, dtype: np.dtype, max_expanded_bytes: int) -> None:
     """Every column is a feature. Arrow parses the CSV a block at a time into raw rows on disk."""
     with path.open("r", encoding="utf-8", newline="", errors="replace") as f:
         header = [h.strip() for h in next(csv.reader([f.readline()]), [])]
@@ -136,9 +152,17 @@ def _csv_to_npy(path: Path, target: Path, dtype: np.dtype) -> None:
                 block = np.column_stack([batch.column(i).to_numpy(zero_copy_only=False) for i in range(len(names))])
                 out.write(block.astype(dtype).tobytes())
                 rows += batch.num_rows
+                # CSV text expands too ("0," is 2 bytes, a float32 4): refuse as soon as it runs past the limit.
+                if out.tell() > max_expanded_bytes:
+                    raise PayloadTooLarge(
+                        f"file: the CSV passes {out.tell():,} bytes once parsed by row {rows:,}; over the {max_expanded_bytes:,}-byte limit"
+                    )
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         raw.unlink(missing_ok=True)
         raise _refuse(ingest.locate_csv_problem(path, header)) from None
+    except PayloadTooLarge:
+        raw.unlink(missing_ok=True)
+        raise
     if rows == 0:
         raw.unlink(missing_ok=True)
         raise _refuse("the CSV has a header but no data rows")

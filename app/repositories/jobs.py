@@ -37,19 +37,29 @@ def owned_model(session: Session, owner_id: str, job_id: str) -> tuple[str, str 
 
 
 def page_ids(
-    session: Session, owner_id: str, *, status: str | None, sweep_id: str | None, cursor: str | None, limit: int
+    session: Session,
+    owner_id: str,
+    *,
+    status: str | None,
+    sweep_id: str | None,
+    queue: str | None = None,
+    cursor: str | None,
+    limit: int,
 ) -> Page[str]:
     """A page of job ids only: the API renders each job from memory."""
-    rows = newest_first_rows(session, _listed(select(Job.id, Job.created_at), owner_id, status, sweep_id), Job, cursor, limit)
+    listed = _listed(select(Job.id, Job.created_at), owner_id, status, sweep_id, queue)
+    rows = newest_first_rows(session, listed, Job, cursor, limit)
     return Page(items=[row.id for row in rows.items], next_cursor=rows.next_cursor)
 
 
-def _listed(stmt: SelectT, owner_id: str, status: str | None, sweep_id: str | None) -> SelectT:
+def _listed(stmt: SelectT, owner_id: str, status: str | None, sweep_id: str | None, queue: str | None) -> SelectT:
     stmt = stmt.where(Job.owner_id == owner_id)
     if status:
         stmt = stmt.where(Job.status == status)
     if sweep_id:
         stmt = stmt.where(Job.sweep_id == sweep_id)
+    if queue:
+        stmt = stmt.where(Job.queue == queue)
     return stmt
 
 
@@ -58,8 +68,10 @@ def stale_running(session: Session, cutoff: datetime) -> list[Job]:
     return list(session.scalars(stmt))
 
 
-def queued_count(session: Session) -> int:
-    return int(session.scalar(select(func.count()).select_from(Job).where(Job.status == JobStatus.QUEUED)) or 0)
+def queued_counts(session: Session) -> dict[str, int]:
+    """Queued jobs per queue (queues with none are left out)."""
+    stmt = select(Job.queue, func.count()).where(Job.status == JobStatus.QUEUED).group_by(Job.queue)
+    return {queue: int(count) for queue, count in session.execute(stmt).tuples()}
 
 
 def cancel_requested(session: Session, job_id: str) -> bool:
@@ -90,3 +102,9 @@ def epochs_after(session: Session, job_id: str, after: int, limit: int | None = 
 def events_after(session: Session, job_id: str, after_seq: int) -> list[JobEvent]:
     stmt = select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.id > after_seq).order_by(JobEvent.id)
     return list(session.scalars(stmt))
+
+
+def counts_by_status_and_queue(session: Session) -> dict[tuple[str, str], int]:
+    """Every job, counted by (status, queue): one GROUP BY, for GET /metrics."""
+    stmt = select(Job.status, Job.queue, func.count()).group_by(Job.status, Job.queue)
+    return {(status, queue): int(count) for status, queue, count in session.execute(stmt).tuples()}

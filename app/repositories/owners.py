@@ -5,6 +5,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from app.db import upsert
 from app.lifecycle import ACTIVE
 from app.models import ApiKey, AuditRecord, Dataset, Job, KeyRefusal, Owner
 from app.repositories.pagination import Page, newest_first
@@ -63,15 +64,21 @@ def touch_key(session: Session, key_id: str, now: datetime, interval: timedelta)
 
 
 def add_refusals(session: Session, key_id: str, status: int, count: int, at: datetime) -> None:
-    """Adds to a key's refusal counter (an UPDATE, else an INSERT: portable across both back ends)."""
-    result = session.execute(
-        update(KeyRefusal)
-        .where(KeyRefusal.key_id == key_id, KeyRefusal.status == status)
-        .values(count=KeyRefusal.count + count, last_at=at)
+    """Adds to a key's refusal counter in one statement, so two API processes adding to a new counter
+    at once both count (an UPDATE-else-INSERT would lose one to the primary key)."""
+    stmt = upsert(session, KeyRefusal, [{"key_id": key_id, "status": status, "count": count, "last_at": at}])
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["key_id", "status"],
+            set_={"count": KeyRefusal.count + stmt.excluded.count, "last_at": stmt.excluded.last_at},
+        )
     )
-    if getattr(result, "rowcount", 0) == 0:
-        session.add(KeyRefusal(key_id=key_id, status=status, count=count, last_at=at))
-        session.flush()
+
+
+def hold(session: Session, owner_id: str) -> None:
+    """Holds the owner's row until the transaction ends (a no-op UPDATE: a row lock on PostgreSQL, the
+    write lock on SQLite), so one owner's quota checks and the writes they allow run one at a time."""
+    session.execute(update(Owner).where(Owner.id == owner_id).values(id=Owner.id))
 
 
 def key_count(session: Session) -> int:

@@ -4,6 +4,7 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
+from app import persisted_metrics
 from app.lifecycle import WORKER_LOST, JobStatus, finish, requeue
 from app.models import utcnow
 from app.repositories import jobs as jobs_repo
@@ -18,6 +19,7 @@ def recover_stale_jobs(session: Session, settings: Settings) -> list[str]:
     timeout = settings.job_heartbeat_timeout_s
     cutoff = utcnow() - timedelta(seconds=timeout)
     recovered = []
+    failed = 0
     for job in jobs_repo.stale_running(session, cutoff):
         assert job.worker is not None  # a running job always has one
         silent = f"no heartbeat from {job.worker} for {timeout:g} s"
@@ -49,4 +51,7 @@ def recover_stale_jobs(session: Session, settings: Settings) -> list[str]:
             )
         if event is not None:
             recovered.append(job.id)
+            if attempts >= settings.job_max_attempts:
+                failed += 1
+    persisted_metrics.count_recovered(session, requeued=len(recovered) - failed, failed=failed)
     return recovered

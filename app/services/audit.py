@@ -19,8 +19,7 @@ class Action(StrEnum):
     DATASET_DELETE = "dataset.delete"
     JOB_SUBMIT = "job.submit"
     JOB_CANCEL = "job.cancel"
-    # Hook for sweeps (not built yet): their create and cancel routes call record() with these,
-    # in the same transaction as the sweep's own write, exactly as jobs do.
+    # Sweeps record these in the same transaction as the sweep's own write, exactly as jobs do.
     SWEEP_CREATE = "sweep.create"
     SWEEP_CANCEL = "sweep.cancel"
     KEY_CREATE = "key.create"

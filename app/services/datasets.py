@@ -15,6 +15,7 @@ from app.repositories import sweeps as sweeps_repo
 from app.repositories.pagination import Page
 from app.services import owners as owner_service
 from app.settings import Settings
+from app.storage import open_artifacts
 
 
 def upload_dataset(
@@ -31,21 +32,31 @@ def upload_dataset(
         upload = ingest.receive(stream, settings.uploads_dir, settings.max_upload_bytes)
     except ingest.UploadTooLarge as exc:
         raise PayloadTooLarge(str(exc)) from None
+    artifacts = open_artifacts(settings)
     try:
         limit = stored_limit(session, settings, owner_id)
         file_format = ingest.detect_format(upload, filename)
         if file_format == "npz":
             if target is not None:
                 raise ingest.DatasetRejected("`target` applies to CSV files only; an .npz names its labels y")
-            stored = ingest.store_npz(upload, settings.datasets_dir, limit)
+            stored = ingest.store_npz(upload, artifacts.dataset_landing_dir(), limit)
         else:
-            stored = ingest.store_csv(upload, target, settings.datasets_dir, limit)
+            stored = ingest.store_csv(upload, target, artifacts.dataset_landing_dir(), limit)
+        artifacts.publish_dataset(stored.storage_key)
     except ingest.DatasetRejected as exc:
         raise InvalidDataset(str(exc)) from None
     except ingest.StoredTooLarge as exc:
         raise PayloadTooLarge(str(exc)) from None
     finally:
         upload.path.unlink(missing_ok=True)
+    # The limit above was read before the upload streamed in; other uploads may have landed since.
+    owner_service.hold_quotas(session, owner_id)
+    try:
+        owner_service.check_storage_quota(session, settings, owner_id, stored.stored_bytes)
+    except PayloadTooLarge:
+        if datasets_repo.storage_users(session, stored.storage_key) == 0:
+            artifacts.remove_dataset(stored.storage_key)
+        raise
     return datasets_repo.add(
         session,
         Dataset(
@@ -76,8 +87,11 @@ def stored_limit(session: Session, settings: Settings, owner_id: str) -> ingest.
 
 def create_side_effects_example(session: Session, settings: Settings, *, owner_id: str) -> Dataset:
     x, y = side_effects()
+    owner_service.hold_quotas(session, owner_id)
     owner_service.check_storage_quota(session, settings, owner_id, x.nbytes + y.nbytes)
-    stored, digest, size = ingest.store_arrays(x, y, settings.datasets_dir)
+    artifacts = open_artifacts(settings)
+    stored, digest, size = ingest.store_arrays(x, y, artifacts.dataset_landing_dir())
+    artifacts.publish_dataset(stored.storage_key)
     return datasets_repo.add(
         session,
         Dataset(
@@ -114,7 +128,7 @@ def delete_dataset(session: Session, settings: Settings, dataset_id: str, *, own
     datasets_repo.delete(session, dataset)
     if datasets_repo.storage_users(session, storage_key) == 0:
         # Only once the row is gone for good: a rolled-back delete must still find its files.
-        after_commit(session, lambda: ingest.remove_storage(settings.datasets_dir, storage_key))
+        after_commit(session, lambda: open_artifacts(settings).remove_dataset(storage_key))
 
 
 def _stored_fields(stored: ingest.StoredArrays) -> dict[str, object]:

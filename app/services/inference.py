@@ -1,6 +1,8 @@
 """Evaluate and predict on a job's trained model. The API process checks ownership, status and the
 inputs' shapes; the warm inference process (app.inference.pool) runs Keras."""
 
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
@@ -20,6 +22,7 @@ from app.lifecycle import JobStatus
 from app.repositories import datasets as datasets_repo
 from app.repositories import jobs as jobs_repo
 from app.settings import Settings
+from app.storage import open_artifacts
 
 FileFormat = Literal["npy", "csv"]
 _signatures = SignatureCache()
@@ -61,12 +64,12 @@ def predict_json(
     *,
     owner_id: str,
 ) -> Predictions:
-    model = _trained_model(session_factory, predictor, job_id, owner_id=owner_id)
-    arrays = json_inputs(inputs, model.signature, max_rows=settings.predict_max_json_rows)
-    try:
-        cache, outputs = predictor.predict_blobs(model.stamp, {name: to_blob(a) for name, a in arrays.items()})
-    except InferenceFailed as exc:
-        raise InvalidInput(str(exc), [FieldError("inputs", str(exc))]) from None
+    with _trained_model(session_factory, settings, predictor, job_id, owner_id=owner_id) as model:
+        arrays = json_inputs(inputs, model.signature, max_rows=settings.predict_max_json_rows)
+        try:
+            cache, outputs = predictor.predict_blobs(model.stamp, {name: to_blob(a) for name, a in arrays.items()})
+        except InferenceFailed as exc:
+            raise InvalidInput(str(exc), [FieldError("inputs", str(exc))]) from None
     values = {name: from_blob(blob).tolist() for name, blob in outputs.items()}
     return Predictions(values=values[""] if list(values) == [""] else values, cache=cache)
 
@@ -81,10 +84,12 @@ def predict_dataset(
     *,
     owner_id: str,
 ) -> PredictionFile:
-    model = _trained_model(session_factory, predictor, job_id, owner_id=owner_id)
-    x_path, _ = _dataset_files(session_factory, settings, dataset_id, owner_id=owner_id)
-    inputs = _dataset_inputs(model.signature, x_path)
-    return _predict_files(settings, predictor, model, inputs, fmt, "dataset_id")
+    with (
+        _trained_model(session_factory, settings, predictor, job_id, owner_id=owner_id) as model,
+        _dataset_files(session_factory, settings, dataset_id, owner_id=owner_id) as (x_path, _),
+    ):
+        inputs = _dataset_inputs(model.signature, x_path)
+        return _predict_files(settings, predictor, model, inputs, fmt, "dataset_id")
 
 
 def predict_upload(
@@ -97,13 +102,15 @@ def predict_upload(
     *,
     owner_id: str,
 ) -> PredictionFile:
-    model = _trained_model(session_factory, predictor, job_id, owner_id=owner_id)
-    inputs = files.receive_inputs(stream, settings.predictions_dir, settings.max_upload_bytes, model.signature)
-    try:
-        return _predict_files(settings, predictor, model, inputs, fmt, "file")
-    finally:
-        for path in inputs.values():
-            path.unlink(missing_ok=True)
+    with _trained_model(session_factory, settings, predictor, job_id, owner_id=owner_id) as model:
+        inputs = files.receive_inputs(
+            stream, settings.predictions_dir, settings.max_upload_bytes, settings.max_dataset_bytes, model.signature
+        )
+        try:
+            return _predict_files(settings, predictor, model, inputs, fmt, "file")
+        finally:
+            for path in inputs.values():
+                path.unlink(missing_ok=True)
 
 
 def evaluate(
@@ -115,19 +122,24 @@ def evaluate(
     *,
     owner_id: str,
 ) -> Evaluation:
-    model = _trained_model(session_factory, predictor, job_id, owner_id=owner_id)
-    x_path, y_path = _dataset_files(session_factory, settings, dataset_id, owner_id=owner_id)
-    inputs = _dataset_inputs(model.signature, x_path)
-    try:
-        cache, logs, samples = predictor.evaluate_files(model.stamp, inputs, y_path)
-    except InferenceFailed as exc:
-        raise InvalidInput(str(exc), [FieldError("dataset_id", str(exc))]) from None
+    with (
+        _trained_model(session_factory, settings, predictor, job_id, owner_id=owner_id) as model,
+        _dataset_files(session_factory, settings, dataset_id, owner_id=owner_id) as (x_path, y_path),
+    ):
+        inputs = _dataset_inputs(model.signature, x_path)
+        try:
+            cache, logs, samples = predictor.evaluate_files(model.stamp, inputs, y_path)
+        except InferenceFailed as exc:
+            raise InvalidInput(str(exc), [FieldError("dataset_id", str(exc))]) from None
     return Evaluation(logs=logs, samples=samples, cache=cache)
 
 
-def _trained_model(session_factory: sessionmaker[Session], predictor: Predictor, job_id: str, *, owner_id: str) -> _Model:
-    """The job's model file and what it takes. The read ends before Keras runs: no transaction stays
-    open across a prediction."""
+@contextmanager
+def _trained_model(
+    session_factory: sessionmaker[Session], settings: Settings, predictor: Predictor, job_id: str, *, owner_id: str
+) -> Iterator[_Model]:
+    """The job's model file (a local copy, kept while the block runs, when it is in object storage)
+    and what it takes. The read ends before Keras runs: no transaction stays open across a prediction."""
     with session_scope(session_factory) as session:
         found = jobs_repo.owned_model(session, owner_id, job_id)
     if found is None:  # another owner's job too
@@ -135,9 +147,17 @@ def _trained_model(session_factory: sessionmaker[Session], predictor: Predictor,
     status, model_path = found
     if status != JobStatus.SUCCEEDED:
         raise ModelNotTrained(f"job {job_id!r} is {status}; only a succeeded job has a model to evaluate or predict with")
-    path = Path(model_path or "")
-    if not model_path or not path.is_file():
+    if not model_path:
         raise ModelNotReady(f"job {job_id!r} succeeded but its model file is gone")
+    with ExitStack() as held:
+        try:
+            path = held.enter_context(open_artifacts(settings).model_file(model_path))
+        except FileNotFoundError:
+            raise ModelNotReady(f"job {job_id!r} succeeded but its model file is gone") from None
+        yield _described_model(predictor, path)
+
+
+def _described_model(predictor: Predictor, path: Path) -> _Model:
     stamp = model_stamp(path)
     signature = _signatures.get(stamp)
     if signature is None:
@@ -150,9 +170,10 @@ def _trained_model(session_factory: sessionmaker[Session], predictor: Predictor,
     return _Model(stamp, signature)
 
 
+@contextmanager
 def _dataset_files(
     session_factory: sessionmaker[Session], settings: Settings, dataset_id: str, *, owner_id: str
-) -> tuple[Path | dict[str, Path], Path | dict[str, Path]]:
+) -> Iterator[tuple[Path | dict[str, Path], Path | dict[str, Path]]]:
     with session_scope(session_factory) as session:
         dataset = datasets_repo.get_owned(session, owner_id, dataset_id)
         storage_key = dataset.storage_key if dataset is not None else None
@@ -160,7 +181,8 @@ def _dataset_files(
         raise InvalidInput(
             "the request names a dataset that does not exist", [FieldError("dataset_id", f"no dataset with id {dataset_id!r}")]
         )
-    return ingest.array_files(settings.datasets_dir, storage_key)
+    with open_artifacts(settings).dataset_folder(storage_key) as folder:
+        yield ingest.array_files(folder.parent, folder.name)
 
 
 def _dataset_inputs(signature: Signature, x: Path | dict[str, Path]) -> dict[str, Path]:

@@ -1,6 +1,6 @@
 """Submitting jobs, reading their state, metrics, log and trained model."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from app.services.audit import Action, AuditContext
 from app.services.spec_check import spec_checker
 from app.settings import Settings
 from app.specs import JobCreate
+from app.storage import open_artifacts
 
 # Enough real samples to catch label/output mismatches without reading a big dataset.
 SPEC_CHECK_SAMPLES = 32
@@ -49,6 +50,7 @@ def submit_job(
     job = checked_job(session_factory, settings, payload, owner_id=owner_id)
     with session_scope(session_factory) as session:
         # Again, in the transaction that writes: other submits may have landed during the check.
+        owner_service.hold_quotas(session, owner_id)
         owner_service.check_job_quota(session, settings, owner_id)
         lifecycle.submit(session, job)
         if audit is not None:
@@ -68,15 +70,18 @@ def checked_job(
     """A new job row for `payload`, not yet written, once its datasets and its spec have passed
     every check, the spec against real Keras (`objective`: a metric the epoch logs must hold). No
     transaction is open during the Keras check, which may take seconds."""
+    check_queue(settings, payload.queue)
     with session_scope(session_factory) as session:
         data = _training_data(session, payload, owner_id=owner_id)
     training = payload.model_dump(mode="json", include={"model", "compile", "fit"})
-    x, y = ingest.load_arrays(settings.datasets_dir, data.storage_key, mmap=True)
     take = min(SPEC_CHECK_SAMPLES, data.n_train)
+    with open_artifacts(settings).dataset_folder(data.storage_key) as folder:
+        x, y = ingest.load_arrays(folder.parent, folder.name, mmap=True)
+        x, y = named_arrays.apply(x, lambda a: np.array(a[:take])), named_arrays.apply(y, lambda a: np.array(a[:take]))
     problems = spec_checker.check(
         training,
-        named_arrays.apply(x, lambda a: np.array(a[:take])),
-        named_arrays.apply(y, lambda a: np.array(a[:take])),
+        x,
+        y,
         settings.spec_check_timeout_s,
         objective,
     )
@@ -89,12 +94,26 @@ def checked_job(
         owner_id=owner_id,
         name=payload.name,
         tags=payload.tags,
+        queue=payload.queue,
         dataset_id=data.dataset_id,
         validation_dataset_id=data.validation_dataset_id,
         spec={"dataset_id": data.dataset_id, **training},
         epochs_total=payload.fit.epochs,
         epochs_completed=0,
     )
+
+
+def check_queue(settings: Settings, queue: str) -> None:
+    """A job (or sweep) may wait only in a queue the deployment names in QUEUES."""
+    if queue not in settings.queue_names:
+        raise InvalidSpec(
+            f"queue: no queue named {queue!r}",
+            [
+                FieldError(
+                    "queue", f"no queue named {queue!r}; the queues are {', '.join(settings.queue_names)} (the QUEUES setting)"
+                )
+            ],
+        )
 
 
 def _training_data(session: Session, payload: JobCreate, *, owner_id: str) -> _TrainingData:
@@ -203,9 +222,16 @@ def job_owner_lookup(session_factory: sessionmaker[Session]) -> Callable[[str], 
 
 
 def list_job_ids(
-    session: Session, *, owner_id: str, status: str | None, sweep_id: str | None, cursor: str | None, limit: int
+    session: Session,
+    *,
+    owner_id: str,
+    status: str | None,
+    sweep_id: str | None,
+    queue: str | None = None,
+    cursor: str | None,
+    limit: int,
 ) -> Page[str]:
-    return jobs_repo.page_ids(session, owner_id, status=status, sweep_id=sweep_id, cursor=cursor, limit=limit)
+    return jobs_repo.page_ids(session, owner_id, status=status, sweep_id=sweep_id, queue=queue, cursor=cursor, limit=limit)
 
 
 def job_metrics(
@@ -282,8 +308,28 @@ def _keras_number(value: float) -> str:
     return f"{value:.4f}" if abs(value) > 1e-3 else f"{value:.4e}"
 
 
-def model_file(session: Session, job_id: str, *, owner_id: str) -> Path:
+@dataclass(frozen=True)
+class ModelDownload:
+    """One of: the model's local file, a short-lived URL to send the client to, or its bytes as
+    they stream from the store."""
+
+    filename: str
+    path: Path | None = None
+    url: str | None = None
+    chunks: Iterator[bytes] | None = None
+    size: int = 0
+
+
+def model_download(session: Session, settings: Settings, job_id: str, *, owner_id: str) -> ModelDownload:
     job = get_job(session, job_id, owner_id=owner_id)
-    if job.status != JobStatus.SUCCEEDED or not job.model_path or not Path(job.model_path).is_file():
+    artifacts = open_artifacts(settings)
+    if job.status != JobStatus.SUCCEEDED or not job.model_path or not artifacts.model_available(job.model_path):
         raise ModelNotReady(f"job {job_id!r} has no trained model yet (status: {job.status}); it is kept once the job succeeds")
-    return Path(job.model_path)
+    filename = f"{job_id}.keras"
+    local = artifacts.local_model_path(job.model_path)
+    if local is not None:
+        return ModelDownload(filename, path=local)
+    if settings.storage_presign:
+        return ModelDownload(filename, url=artifacts.model_url(job.model_path, filename))
+    chunks, size = artifacts.open_model(job.model_path)
+    return ModelDownload(filename, chunks=chunks, size=size)

@@ -108,6 +108,12 @@ def any_keys(session: Session) -> bool:
     return owners_repo.key_count(session) > 0
 
 
+def hold_quotas(session: Session, owner_id: str) -> None:
+    """Call in the transaction that writes, before its quota check: another upload or submit of the
+    same owner then waits for this one's commit and counts what it wrote."""
+    owners_repo.hold(session, owner_id)
+
+
 def check_job_quota(session: Session, settings: Settings, owner_id: str) -> None:
     active = owners_repo.active_job_count(session, owner_id)
     if active >= settings.owner_max_active_jobs:

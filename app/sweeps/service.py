@@ -86,7 +86,7 @@ def create_sweep(
     added by `advance`, which the caller runs once this returns."""
     base = {"dataset_id": payload.dataset_id, **payload.training_spec()}
     _check_search(payload, base)
-    base_job = JobCreate.model_validate({**base, "name": payload.name, "tags": payload.tags})
+    base_job = JobCreate.model_validate({**base, "name": payload.name, "tags": payload.tags, "queue": payload.queue})
     job_service.checked_job(session_factory, settings, base_job, owner_id=owner_id, objective=payload.objective.metric)
     for path, value in _edges(payload)[:MAX_EDGE_CHECKS]:
         _check_value(session_factory, settings, base, path, value, owner_id=owner_id)
@@ -95,6 +95,7 @@ def create_sweep(
             owner_id=owner_id,
             name=payload.name,
             tags=payload.tags,
+            queue=payload.queue,
             dataset_id=payload.dataset_id,
             spec=base,
             search={path: spec.model_dump(mode="json") for path, spec in payload.search.items()},
@@ -179,10 +180,10 @@ def advance(session_factory: sessionmaker[Session], settings: Settings, sweep_id
                 return added
             config = config_of(sweep)
             records = _records(session, sweep)
-            base, owner_id, label, tags = sweep.spec, sweep.owner_id, sweep.name or sweep.id, sweep.tags
+            base, owner_id, label, tags, queue = sweep.spec, sweep.owner_id, sweep.name or sweep.id, sweep.tags, sweep.queue
         number, params, attrs = study.ask(config, records)
         job = _trial_job(session_factory, settings, base, params, owner_id=owner_id)
-        job.name, job.tags = f"{label} · trial {number + 1}", dict(tags)
+        job.name, job.tags, job.queue = f"{label} · trial {number + 1}", dict(tags), queue
         job.sweep_id, job.trial, job.params, job.sweep_attrs = sweep_id, number + 1, params, attrs
         try:
             with session_scope(session_factory) as session:

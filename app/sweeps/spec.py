@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, model_validator
 
+from app.settings import DEFAULT_QUEUE
 from app.specs import TUTORIAL_COMPILE, TUTORIAL_LAYERS, CompileSpec, FitSpec, ModelSpec
 
 MAX_TRIALS = 1000
@@ -102,6 +103,9 @@ class SweepCreate(BaseModel):
     dataset_id: str = Field(min_length=1, max_length=40)
     name: str | None = Field(default=None, max_length=200)
     tags: dict[str, str] = Field(default_factory=dict, max_length=50)
+    queue: str = Field(
+        default=DEFAULT_QUEUE, max_length=64, description="The queue every trial waits in: one of the QUEUES setting"
+    )
     model: ModelSpec
     compile: CompileSpec
     fit: FitSpec = Field(default_factory=FitSpec)

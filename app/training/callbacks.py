@@ -41,9 +41,10 @@ def learning_rate(model: keras.Model) -> float | None:
 
 
 class CallbackDriver:
-    """The job's callbacks and its best-epoch tracker, kept across the per-epoch `fit` calls."""
+    """The job's callbacks and its best-epoch tracker, kept across the `fit` calls of its attempts."""
 
     def __init__(self, fit: FitSpec, *, has_validation: bool) -> None:
+        self.epochs = fit.epochs
         built = [(index, make_callback(spec)) for index, spec in enumerate(fit.callbacks)]
         self.callbacks: list[tuple[int, keras.callbacks.Callback]] = [(i, cb) for i, cb in built if cb is not None]
         stoppers = [cb for _, cb in self.callbacks if isinstance(cb, keras.callbacks.EarlyStopping)]
@@ -72,8 +73,7 @@ class CallbackDriver:
             callback.on_epoch_end(epoch, logs)
         if self.tracker.best is not None and self.tracker.best != before:
             self.best_epoch, self.best = epoch + 1, dict(logs)
-        if any(isinstance(cb, keras.callbacks.EarlyStopping) and cb.stopped_epoch > 0 for _, cb in self.callbacks):
-            self.stopped_early = True
+        self.stopped_early = self._stopped_before_the_last_epoch()
 
     def finish(self) -> None:
         """Training ended (all epochs, or stopped early): EarlyStopping restores the best weights if asked to."""
@@ -120,8 +120,12 @@ class CallbackDriver:
                     callback.best_weights = [arrays[f"{prefix}{j}"] for j in range(count)]
             elif isinstance(callback, keras.callbacks.ReduceLROnPlateau):
                 callback.cooldown_counter = values["cooldown_counter"]
-        self.stopped_early = any(
-            isinstance(cb, keras.callbacks.EarlyStopping) and cb.stopped_epoch > 0 for _, cb in self.callbacks
+        self.stopped_early = self._stopped_before_the_last_epoch()
+
+    def _stopped_before_the_last_epoch(self) -> bool:
+        """Keras marks a stop on the last epoch too; but a job that ran every epoch completed."""
+        return any(
+            isinstance(cb, keras.callbacks.EarlyStopping) and 0 < cb.stopped_epoch < self.epochs - 1 for _, cb in self.callbacks
         )
 
 

@@ -106,7 +106,7 @@ class EpochReporter(keras.callbacks.Callback):
         self.hooks = hooks
         self.epoch = 0
         self.stopped = False
-        # Set by `train`: the job's callbacks and best-epoch tracker, which outlive each epoch's `fit`.
+        # Set by `train`: the job's callbacks and best-epoch tracker, which outlive each attempt's `fit`.
         self.callbacks: CallbackDriver | None = None
         self._epoch_started = 0.0
         self._last_progress = 0.0

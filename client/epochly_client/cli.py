@@ -36,6 +36,7 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the raw JSON answer, for scripts")]
+QueueOpt = Annotated[str | None, typer.Option(help="The queue to wait in, e.g. gpu (overrides the spec's queue)")]
 
 
 @app.callback()
@@ -45,7 +46,7 @@ def connect(
     api_key: Annotated[str | None, typer.Option(envvar="EPOCHLY_API_KEY", help="API key (Bearer)")] = None,
 ) -> None:
     ctx.obj = Client(url, api_key=api_key)
-    # `keys revoke` goes over HTTP when a URL was given, else to the server's database.
+    # `keys list` and `keys revoke` go over HTTP when a URL was given, else to the server's database.
     source = ctx.get_parameter_source("url")
     ctx.meta["url_given"] = getattr(source, "name", None) in ("COMMANDLINE", "ENVIRONMENT")
     ctx.call_on_close(ctx.obj.close)
@@ -150,8 +151,9 @@ def keys_create(
 
 @keys_app.command("list")
 def keys_list(ctx: typer.Context, owner: OwnerOpt = None, as_json: JsonOpt = False) -> None:
-    """List keys (never the keys themselves): yours over HTTP, or with --owner in the server's database."""
-    if owner is not None:
+    """List keys (never the keys themselves): yours over HTTP when EPOCHLY_URL (or --url) is set, else
+    every owner's (or with --owner one owner's) from the server's database."""
+    if owner is not None or not ctx.meta.get("url_given"):
         keys = _server_admin().list_api_keys(owner)
     else:
         keys, cursor = ctx.obj.keys(limit=200)
@@ -161,10 +163,11 @@ def keys_list(ctx: typer.Context, owner: OwnerOpt = None, as_json: JsonOpt = Fal
     if as_json:
         _print_json(keys)
         return
-    table = Table("id", "name", "prefix", "scope", "created", "expires", "last used", "revoked")
+    table = Table("id", "owner", "name", "prefix", "scope", "created", "expires", "last used", "revoked")
     for k in keys:
         table.add_row(
             k["id"],
+            k.get("owner", ""),  # the server's database names owners; over HTTP every key is yours
             k["name"],
             k["prefix"],
             k["scope"],
@@ -222,11 +225,12 @@ def submit(
     ctx: typer.Context,
     spec: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Job spec JSON (as POST /v1/jobs takes)")],
     dataset: Annotated[str | None, typer.Option(help="Dataset id (overrides the spec's dataset_id)")] = None,
+    queue: QueueOpt = None,
     follow: Annotated[bool, typer.Option("--follow", help="Follow the job until it ends")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Submit a job spec (JSON file); --follow watches it until it ends."""
-    job = ctx.obj.submit(_read_json(spec), dataset_id=dataset)
+    job = ctx.obj.submit(_read_json(spec), dataset_id=dataset, queue=queue)
     if follow:
         raise typer.Exit(_follow(ctx.obj, job.id, as_json))
     if as_json:
@@ -240,11 +244,12 @@ def list_jobs(
     ctx: typer.Context,
     status: Annotated[str | None, typer.Option(help="queued, running, succeeded, failed or cancelled")] = None,
     sweep: Annotated[str | None, typer.Option(help="Only this sweep's trials")] = None,
+    queue: Annotated[str | None, typer.Option(help="Only the jobs of this queue")] = None,
     limit: int = 50,
     as_json: JsonOpt = False,
 ) -> None:
     """List jobs, newest first."""
-    jobs, _ = ctx.obj.jobs(status=status, sweep_id=sweep, limit=limit)
+    jobs, _ = ctx.obj.jobs(status=status, sweep_id=sweep, queue=queue, limit=limit)
     if as_json:
         _print_json([j.raw for j in jobs])
     else:
@@ -259,6 +264,10 @@ def show(ctx: typer.Context, job_id: str, as_json: JsonOpt = False) -> None:
         _print_json(job.raw)
         return
     out.print(_job_table([job]))
+    devices = ", ".join(d["name"] for d in job.worker_devices or [])
+    out.print(f"queue: {job.queue}" + (f"; on {job.raw['worker']} ({devices})" if devices else ""), highlight=False)
+    if job.waiting_reason:
+        out.print(f"[yellow]waiting: {job.waiting_reason}[/yellow]")
     for entry in job.raw.get("history", []):
         out.print(f"  {entry['at']}  {entry['status']:<10} {entry['message']}")
     if job.stop_reason:
@@ -461,11 +470,12 @@ def sweep_create(
     ctx: typer.Context,
     spec: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Sweep JSON (as POST /v1/sweeps takes)")],
     dataset: Annotated[str | None, typer.Option(help="Dataset id (overrides the file's dataset_id)")] = None,
+    queue: QueueOpt = None,
     follow: Annotated[bool, typer.Option("--follow", help="Show a live leaderboard until the sweep ends")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Start a sweep (JSON file); --follow shows its leaderboard live until every trial has ended."""
-    sweep = ctx.obj.create_sweep(_read_json(spec), dataset_id=dataset)
+    sweep = ctx.obj.create_sweep(_read_json(spec), dataset_id=dataset, queue=queue)
     if follow:
         if not as_json:
             out.print(f"sweep {sweep.id}: {sweep.trials} trials, {sweep.raw['parallel']} at a time", highlight=False)

@@ -69,17 +69,24 @@ class Client:
         return [Dataset.from_json(d) for d in page["items"]], page["next_cursor"]
 
     # Jobs
-    def submit(self, spec: dict[str, Any], *, dataset_id: str | None = None) -> Job:
-        body = {**spec, **({"dataset_id": dataset_id} if dataset_id else {})}
+    def submit(self, spec: dict[str, Any], *, dataset_id: str | None = None, queue: str | None = None) -> Job:
+        """`queue` (like `dataset_id`) overrides the spec's own."""
+        body = {**spec, **({"dataset_id": dataset_id} if dataset_id else {}), **({"queue": queue} if queue else {})}
         return Job.from_json(self._request("POST", "/v1/jobs", json=body).json())
 
     def get(self, job_id: str) -> Job:
         return Job.from_json(self._request("GET", f"/v1/jobs/{job_id}").json())
 
     def jobs(
-        self, *, status: str | None = None, sweep_id: str | None = None, limit: int = 50, cursor: str | None = None
+        self,
+        *,
+        status: str | None = None,
+        sweep_id: str | None = None,
+        queue: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
     ) -> tuple[list[Job], str | None]:
-        params = _params(status=status, sweep_id=sweep_id, limit=limit, cursor=cursor)
+        params = _params(status=status, sweep_id=sweep_id, queue=queue, limit=limit, cursor=cursor)
         page = self._request("GET", "/v1/jobs", params=params).json()
         return [Job.from_json(j) for j in page["items"]], page["next_cursor"]
 
@@ -154,9 +161,9 @@ class Client:
                 time.sleep(RECONNECT_DELAY_S)
 
     # Hyperparameter sweeps: each trial is an ordinary job (`jobs(sweep_id=...)`)
-    def create_sweep(self, spec: dict[str, Any], *, dataset_id: str | None = None) -> Sweep:
+    def create_sweep(self, spec: dict[str, Any], *, dataset_id: str | None = None, queue: str | None = None) -> Sweep:
         """Start a sweep: a base job spec plus `search`, `sampler`, `pruner`, `objective`, `trials`, `parallel`, `seed`."""
-        body = {**spec, **({"dataset_id": dataset_id} if dataset_id else {})}
+        body = {**spec, **({"dataset_id": dataset_id} if dataset_id else {}), **({"queue": queue} if queue else {})}
         return Sweep.from_json(self._request("POST", "/v1/sweeps", json=body).json())
 
     def sweep(self, sweep_id: str) -> Sweep:

@@ -77,6 +77,21 @@ class Job:
         return self.raw.get("best_epoch")
 
     @property
+    def queue(self) -> str:
+        """The queue the job waits in; only workers consuming it take it."""
+        return self.raw.get("queue", "default")
+
+    @property
+    def waiting_reason(self) -> str | None:
+        """While queued: why no worker will take it yet ("no worker is consuming queue `gpu`")."""
+        return self.raw.get("waiting_reason")
+
+    @property
+    def worker_devices(self) -> list[dict[str, str]] | None:
+        """The devices ({"kind": "CPU" | "GPU", "name": ...}) the job's worker trains it on."""
+        return self.raw.get("worker_devices")
+
+    @property
     def sweep_id(self) -> str | None:
         """The sweep this job is a trial of, if any."""
         return self.raw.get("sweep_id")
@@ -183,6 +198,11 @@ class Sweep:
     def trials_finished(self) -> int:
         """Trials that have ended, however (pruned ones count as succeeded)."""
         return sum(self.counts.get(status, 0) for status in TERMINAL)
+
+    @property
+    def queue(self) -> str:
+        """The queue every trial waits in."""
+        return self.raw.get("queue", "default")
 
     @property
     def epochs_per_trial(self) -> int | None:

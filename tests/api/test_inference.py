@@ -153,3 +153,22 @@ def test_a_json_body_over_max_request_bytes_is_413(served):
     rows = [[1.0]] * 200_000  # ~1.4 MB of JSON; files take big batches
     response = served["client"].post(f"/v1/jobs/{served['job']}/predict", json={"inputs": rows})
     assert response.status_code == 413 and ".npz" in response.json()["detail"]
+
+
+def test_a_compressed_predict_upload_is_held_to_its_expanded_size_like_a_dataset(served):
+    from tests.api.test_keys import _npy_header, _npz
+
+    client, job = served["client"], served["job"]
+    predictions_dir = client.app.state.settings.predictions_dir
+    # A few KB of zeros, declaring 10^5 x 10^5 float32 = 40 GB: refused from the header, before inflating.
+    bomb = _npz({"x": _npy_header((100_000, 100_000), "<f4") + bytes(64 * 1024)})
+    response = client.post(f"/v1/jobs/{job}/predict", files={"file": ("bomb.npz", bomb)})
+    assert response.status_code == 413, response.text
+    assert "40,000,000,128 bytes" in response.json()["detail"] and "'x'" in response.json()["detail"]
+
+    # A member that runs past its own header is cut off as it streams.
+    liar = _npy_header((10, 1), "<f4") + bytes(40) + bytes(5 * 1024 * 1024)
+    response = client.post(f"/v1/jobs/{job}/predict", files={"file": ("liar.npz", _npz({"x": liar}))})
+    assert response.status_code == 413, response.text
+    assert "more data than its header declares" in response.json()["detail"]
+    assert not list(predictions_dir.iterdir())

@@ -81,7 +81,9 @@ def mutate(spec: dict, path: str, value) -> dict:
         ("fit.extra", 1, "fit.extra", "not permitted"),
     ],
 )
-def test_invalid_spec_is_422_with_the_field_path_and_creates_no_job(client, settings, example_dataset, path, value, error_path, words):
+def test_invalid_spec_is_422_with_the_field_path_and_creates_no_job(
+    client, settings, example_dataset, path, value, error_path, words
+):
     response = client.post("/v1/jobs", json=mutate(tutorial_job(example_dataset["id"]), path, value))
     assert response.status_code == 422, response.text
     assert response.headers["content-type"] == "application/problem+json"
@@ -109,7 +111,9 @@ def test_model_needs_exactly_one_of_layers_or_keras_json(client, example_dataset
 
 def test_keras_json_string_from_to_json_is_accepted(client, example_dataset):
     keras = pytest.importorskip("keras")
-    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(2, activation="softmax")])
+    model = keras.Sequential(
+        [keras.Input((1,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(2, activation="softmax")]
+    )
     spec = tutorial_job(example_dataset["id"], epochs=2)
     spec["model"] = {"keras_json": model.to_json()}
     response = client.post("/v1/jobs", json=spec)
@@ -191,19 +195,38 @@ def test_submit_while_broker_is_down_is_accepted_and_kept_queued(settings, tmp_p
         assert [j["status"] for j in client.get("/v1/jobs").json()["items"]] == ["queued"]
         health = client.get("/health")
         assert health.status_code == 503
-        assert health.json() == {"status": "degraded", "database": "ok", "broker": "down", "scheduler": "down", "scheduler_leader": None}
+        assert health.json() == {
+            "status": "degraded",
+            "database": "ok",
+            "broker": "down",
+            "scheduler": "down",
+            "scheduler_leader": None,
+            "workers": [],
+        }
 
 
 def test_health_serves_without_a_scheduler_but_says_degraded(client, settings):
     health = client.get("/health")
     assert health.status_code == 200
-    assert health.json() == {"status": "degraded", "database": "ok", "broker": "ok", "scheduler": "down", "scheduler_leader": None}
+    assert health.json() == {
+        "status": "degraded",
+        "database": "ok",
+        "broker": "ok",
+        "scheduler": "down",
+        "scheduler_leader": None,
+        "workers": [],
+    }
     factory = make_session_factory(make_engine(settings.resolved_database_url))
     with session_scope(factory) as session:
         assert leases.acquire(session, "scheduler-under-test", ttl_s=30)
     time.sleep(1.1)  # /health checks at most once a second, however many probes ask
     assert client.get("/health").json() == {
-        "status": "ok", "database": "ok", "broker": "ok", "scheduler": "ok", "scheduler_leader": "scheduler-under-test"
+        "status": "ok",
+        "database": "ok",
+        "broker": "ok",
+        "scheduler": "ok",
+        "scheduler_leader": "scheduler-under-test",
+        "workers": [],
     }
 
 

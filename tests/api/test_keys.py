@@ -220,16 +220,13 @@ def test_owner_quota_counts_stored_bytes_and_dataset_records_both_sizes(tmp_path
 
 def test_migration_keeps_existing_keys_working_as_write_keys_with_no_expiry(tmp_path):
     from alembic import command
-    from alembic.config import Config
 
-    from app.migrate import ROOT
+    from app.migrate import alembic_config
 
     settings = Settings(data_dir=tmp_path / "var")
     settings.prepare_data_dir()
     url = settings.resolved_database_url
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(ROOT / "migrations"))
-    config.attributes["database_url"] = url
+    config = alembic_config(url)
     command.upgrade(config, "0005")
     old_key = "ek_" + "A" * 43
     from app.services.owners import hash_key

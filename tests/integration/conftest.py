@@ -1,7 +1,7 @@
 """A live service per back end: a real uvicorn API process and a real Celery worker process."""
+
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +11,7 @@ import pytest
 from app.admin import create_api_key
 from app.serve import api_command
 from app.settings import Settings
-from tests.conftest import ROOT, embedded_settings, settings_env, start_scheduler, start_worker
+from tests.conftest import ROOT, embedded_settings, settings_env, start_scheduler, start_worker, wait_for_http
 from tests.integration.servers import PrivateRedis
 
 
@@ -22,28 +22,25 @@ def free_port() -> int:
 
 
 class ApiServer:
-    def __init__(self, settings: Settings, log_path: Path) -> None:
+    """`processes` > 1 starts uvicorn with WEB_CONCURRENCY: that many API processes behind one port."""
+
+    def __init__(self, settings: Settings, log_path: Path, processes: int = 1) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = log_path.open("wb")
         self.log_path = log_path
         self.key = ""
+        env = {**settings_env(settings), "WEB_CONCURRENCY": str(processes)}
         self.process = subprocess.Popen(
-            api_command("127.0.0.1", self.port), cwd=ROOT, env=settings_env(settings), stdout=self._log, stderr=subprocess.STDOUT
+            api_command("127.0.0.1", self.port, log_format=settings.log_format),
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
 
-    def wait_ready(self, timeout_s: float = 60) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"API exited early:\n{self.log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(f"API not ready after {timeout_s}s:\n{self.log_path.read_text()[-3000:]}")
+    def wait_ready(self, timeout_s: float = 90) -> None:
+        wait_for_http(f"{self.url}/health", self.process, self.log_path, timeout_s)
 
     def stop(self) -> None:
         self.process.terminate()
@@ -54,15 +51,20 @@ class ApiServer:
         self._log.close()
 
 
+# A second queue that the service's one worker does not consume (tests/integration/test_queues_e2e.py).
+QUEUES = "default,gpu"
+
+
 @pytest.fixture(scope="session", params=["embedded", "postgres-redis"])
 def backend(request, tmp_path_factory) -> Settings:
     data_dir = tmp_path_factory.mktemp(request.param) / "var"
     if request.param == "embedded":
-        return embedded_settings(data_dir)
+        return embedded_settings(data_dir).model_copy(update={"queues": QUEUES})
     return Settings(
         data_dir=data_dir,
         database_url=request.getfixturevalue("postgres_url"),
         broker_url=request.getfixturevalue("redis_url"),
+        queues=QUEUES,
     )
 
 

@@ -101,3 +101,50 @@ def test_keys_create_prints_a_working_key_for_a_new_owner(service, backend):
     with Client(service.url, api_key=key) as bob:
         jobs, _ = bob.jobs()
     assert jobs == []  # a new owner sees nobody else's jobs
+
+
+def test_keys_list_revoke_and_audit_from_the_command_line(service, backend):
+    server = {**os.environ, "DATA_DIR": str(backend.data_dir), "DATABASE_URL": backend.database_url, "BROKER_URL": backend.broker_url}
+    server.pop("EPOCHLY_URL", None)
+
+    def on_server(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-c", "from epochly_client.cli import main; main()", *args],
+            capture_output=True, text=True, env=server, timeout=60,
+        )
+
+    made = on_server("keys", "create", "--owner", "carol", "--name", "dash", "--scope", "read", "--expires-in", "12h")
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip()
+    listed = on_server("keys", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    records = {k["prefix"]: k for k in json.loads(listed.stdout)}
+    record = records[key[3:11]]
+    assert (record["owner"], record["name"], record["scope"]) == ("carol", "dash", "read")
+    assert record["expires_at"] is not None
+    assert key not in listed.stdout  # records, never a secret
+    assert {"carol", "integration"} <= {k["owner"] for k in records.values()}  # every owner's, without --owner
+
+    with Client(service.url, api_key=key) as carol:
+        assert carol.jobs()[0] == []
+    # Over HTTP with the owner's own write key: the audit log shows the key it made, oldest first.
+    carol_writer = on_server("keys", "create", "--owner", "carol")
+    writer_env = {"EPOCHLY_URL": service.url, "EPOCHLY_API_KEY": carol_writer.stdout.strip()}
+    over_http = subprocess.run(
+        [sys.executable, "-c", "from epochly_client.cli import main; main()", "keys", "create", "--name", "laptop", "--json"],
+        capture_output=True, text=True, env={**os.environ, **writer_env}, timeout=60,
+    )
+    assert over_http.returncode == 0, over_http.stderr
+    audit = subprocess.run(
+        [sys.executable, "-c", "from epochly_client.cli import main; main()", "audit", "--json"],
+        capture_output=True, text=True, env={**os.environ, **writer_env}, timeout=60,
+    )
+    assert audit.returncode == 0, audit.stderr
+    actions = [(r["action"], r["target_id"]) for r in json.loads(audit.stdout)]
+    assert ("key.create", json.loads(over_http.stdout)["id"]) in actions
+
+    revoked = on_server("keys", "revoke", record["id"])
+    assert revoked.returncode == 0 and "revoked" in revoked.stdout
+    with Client(service.url, api_key=key) as carol, pytest.raises(EpochlyError) as refused:
+        carol.jobs()
+    assert refused.value.status == 401

@@ -275,3 +275,46 @@ def test_worker_killed_mid_run_with_early_stopping_and_plateau_resumes_their_sta
         assert job["stop_reason"] == "early_stopping" and job["epochs_completed"] == stopped_at
         assert (job["best_epoch"], job["best"]) == (whole["best_epoch"], whole["best"])
         assert_same_losses(epoch_logs(c.http, job_id), epoch_logs(c.http, whole_id))
+
+
+def test_worker_killed_mid_run_resumes_a_two_input_two_output_model_exactly(tmp_path):
+    """Named inputs and outputs come back from the checkpoint like any model: the resumed job's per-output
+    losses and metrics equal an uninterrupted run's, epoch by epoch."""
+    import io
+
+    import keras
+    import numpy as np
+
+    rng = np.random.default_rng(6)
+    a, b = rng.normal(size=(2000, 2)).astype(np.float32), rng.normal(size=(2000, 3)).astype(np.float32)
+    kind = ((a[:, 0] + b[:, 1]) > 0).astype(np.int32)
+    size = (a[:, 1] - b[:, 2]).astype(np.float32)
+    buffer = io.BytesIO()
+    np.savez(buffer, x_a=a, x_b=b, y_kind=kind, y_size=size)
+    first, second = keras.Input((2,), name="a"), keras.Input((3,), name="b")
+    hidden = keras.layers.Dense(16, activation="relu")(keras.layers.Concatenate()([first, second]))
+    outputs = [keras.layers.Dense(2, activation="softmax", name="kind")(hidden), keras.layers.Dense(1, name="size")(hidden)]
+    spec = {
+        "model": {"keras_json": keras.Model([first, second], outputs).to_json()},
+        "compile": {"optimizer": {"type": "Adam", "learning_rate": 0.01},
+                    "loss": {"kind": "sparse_categorical_crossentropy", "size": "mse"},
+                    "metrics": {"kind": ["accuracy"], "size": ["mae"]}},
+        "fit": {"epochs": 12, "batch_size": 8, "steps_per_execution": 1, "seed": 3, "validation_split": 0.2},
+    }
+    with cluster(tmp_path) as c:
+        c.start_worker()
+        dataset_id = c.http.post("/v1/datasets", files={"file": ("two.npz", buffer.getvalue())}).json()["id"]
+        whole_id = c.http.post("/v1/jobs", json={"dataset_id": dataset_id, **spec}).json()["id"]
+        whole = wait_until_done(c.http, whole_id, timeout_s=300)
+        assert whole["status"] == "succeeded", whole
+
+        job_id = c.http.post("/v1/jobs", json={"dataset_id": dataset_id, **spec}).json()["id"]
+        wait_for_epoch(c.http, job_id, 4, timeout_s=300)
+        c.workers[0].kill()
+        c.start_worker()
+        job = wait_until_done(c.http, job_id, timeout_s=300)
+        assert job["status"] == "succeeded", job
+        assert [a["outcome"] for a in job["attempts"]] == ["worker lost", "succeeded"]
+        resumed, uninterrupted = epoch_logs(c.http, job_id), epoch_logs(c.http, whole_id)
+        assert {"kind_accuracy", "size_mae", "val_kind_loss", "val_size_loss"} <= set(resumed[-1])
+        assert_same_losses(resumed, uninterrupted)

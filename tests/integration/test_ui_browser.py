@@ -171,6 +171,47 @@ def test_cancel_a_running_job_from_its_page(page, live, dataset_id):
     assert 0 < job["epochs_completed"] < 500
 
 
+def test_a_dropped_job_stream_reconnects_with_last_event_id_and_misses_no_epoch(page, live, dataset_id):
+    import json
+
+    from tests.integration.sse import read_events
+
+    job_id = live.post("/v1/jobs", json=tutorial(dataset_id, epochs=8)).json()["id"]
+    # The first connection carries the server's own events up to epoch 2, then drops.
+    sent, last_id = [], None
+    with live.stream("GET", f"/v1/jobs/{job_id}/events") as response:
+        for event in read_events(response):
+            if event.event in ("status", "epoch"):
+                sent.append(f"id: {event.id}\nevent: {event.event}\ndata: {json.dumps(event.data)}\n\n")
+                last_id = event.id
+            if event.event == "epoch" and event.data["epoch"] == 2:
+                break
+    asked: list[str | None] = []
+
+    def first_drops(route):
+        asked.append(route.request.headers.get("last-event-id"))
+        if len(asked) == 1:
+            route.fulfill(status=200, headers={"Content-Type": "text/event-stream"}, body="".join(sent))
+        else:
+            route.continue_()
+
+    page.route(re.compile(rf"/v1/jobs/{job_id}/events"), first_drops)
+    page.goto(f"/ui/jobs/{job_id}")
+    page.wait_for_selector(".chart[data-metric=loss][data-epochs='8']", timeout=60_000)
+    assert asked[:2] == [None, last_id]
+    assert wait_until_done(live, job_id)["epochs_completed"] == 8
+
+
+def test_a_job_waiting_in_a_queue_no_worker_consumes_says_so_on_its_page(page, live, dataset_id):
+    job_id = live.post("/v1/jobs", json={**tutorial(dataset_id, epochs=2), "queue": "gpu"}).json()["id"]
+    try:
+        page.goto(f"/ui/jobs/{job_id}")
+        page.wait_for_selector("#log:has-text('no worker is consuming queue `gpu`')", timeout=30_000)
+        assert "gpu" in page.locator("dl, table").filter(has_text="Queue").first.inner_text()
+    finally:
+        live.post(f"/v1/jobs/{job_id}/cancel")
+
+
 def test_docs_try_it_out_lists_jobs_with_the_key(page, service):
     page.goto("/docs")
     page.wait_for_selector(".opblock", timeout=30_000)

@@ -2,7 +2,6 @@
 (one datagram socket each), so no process serves a stale job for long, each stream carries every
 epoch exactly once, a revoked key is refused by all; and WEB_CONCURRENCY=N starts N processes."""
 
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -11,9 +10,8 @@ import httpx
 
 from app.admin import create_api_key
 from app.events.transport import socket_dir
-from app.serve import api_command
-from tests.conftest import ROOT, embedded_settings, settings_env, start_scheduler, start_worker
-from tests.integration.conftest import ApiServer, free_port
+from tests.conftest import embedded_settings, start_scheduler, start_worker
+from tests.integration.conftest import ApiServer
 from tests.integration.sse import read_events
 from tests.integration.test_training_e2e import tutorial
 
@@ -83,26 +81,21 @@ def test_two_api_processes_serve_the_same_jobs_fresh_and_stream_each_epoch_once(
 def test_web_concurrency_starts_that_many_api_processes_behind_one_port(tmp_path):
     settings = embedded_settings(tmp_path / "var")
     settings.prepare_data_dir()
-    port = free_port()
-    env = {**settings_env(settings), "WEB_CONCURRENCY": "2"}
-    log = (tmp_path / "api.log").open("wb")
-    process = subprocess.Popen(api_command("127.0.0.1", port), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    api = ApiServer(settings, tmp_path / "api.log", processes=2)
     try:
         deadline = time.monotonic() + 90
         while len(list(socket_dir(settings).glob("api-*.sock"))) < 2:
-            assert process.poll() is None, (tmp_path / "api.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, (tmp_path / "api.log").read_text()[-3000:]
+            assert api.process.poll() is None, api.log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, api.log_path.read_text()[-3000:]
             time.sleep(0.2)
         key = create_api_key("many", settings)
         for _ in range(20):  # fresh connections, spread over both processes by the kernel
-            answer = httpx.get(f"http://127.0.0.1:{port}/v1/datasets", headers={"Authorization": f"Bearer {key}"})
+            answer = httpx.get(f"{api.url}/v1/datasets", headers={"Authorization": f"Bearer {key}"})
             assert answer.status_code == 200
-        children = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _parent(p) == process.pid]
+        children = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _parent(p) == api.process.pid]
         assert len([c for c in children if b"spawn_main" in (c / "cmdline").read_bytes()]) == 2  # not its resource tracker
     finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
+        api.stop()
 
 
 def _parent(proc: Path) -> int | None:

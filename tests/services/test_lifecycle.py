@@ -1,5 +1,6 @@
 """The job state machine against a real database on both back ends: the whole table of moves, the
 guards that settle races, and events that are published only after the commit."""
+
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -26,14 +27,14 @@ class RecordingPublisher:
 
 class RecordingDoorbell:
     def __init__(self) -> None:
-        self.rung: list[str] = []
+        self.rung: list[tuple[str, str]] = []
 
-    def ring(self, job_id: str) -> None:
-        self.rung.append(job_id)
+    def ring(self, job_id: str, queue: str) -> None:
+        self.rung.append((job_id, queue))
 
 
-def new_job(session: Session) -> str:
-    return lifecycle.submit(session, Job(spec={}, epochs_total=3)).id
+def new_job(session: Session, queue: str = "default") -> str:
+    return lifecycle.submit(session, Job(spec={}, epochs_total=3, queue=queue)).id
 
 
 def reach(session: Session, status: JobStatus) -> str:
@@ -98,10 +99,24 @@ def test_claim_next_takes_the_named_job_or_else_the_oldest_queued_one(session_fa
     with session_scope(session_factory) as session:
         cancelled, older, newer = new_job(session), new_job(session), new_job(session)
         lifecycle.cancel(session, cancelled)
-        claimed = lifecycle.claim_next(session, cancelled, WORKER)
+        claimed = lifecycle.claim_next(session, cancelled, WORKER, queues=["default"])
         assert claimed is not None and claimed[0] == older
-        assert lifecycle.claim_next(session, newer, WORKER)[0] == newer
-        assert lifecycle.claim_next(session, older, WORKER) is None  # nothing queued: the doorbell does nothing
+        assert lifecycle.claim_next(session, newer, WORKER, queues=["default"])[0] == newer
+        assert (
+            lifecycle.claim_next(session, older, WORKER, queues=["default"]) is None
+        )  # nothing queued: the doorbell does nothing
+
+
+def test_claim_next_takes_only_jobs_of_the_given_queues_and_records_the_devices(session_factory):
+    gpu = [{"kind": "GPU", "name": "NVIDIA H100"}]
+    with session_scope(session_factory) as session:
+        older_gpu, default_job = new_job(session, "gpu"), new_job(session)
+        claimed = lifecycle.claim_next(session, older_gpu, WORKER, queues=["default"])
+        assert claimed is not None and claimed[0] == default_job
+        assert lifecycle.claim(session, older_gpu, "worker-b", queues=["default"]) is None  # the named job too
+        claimed = lifecycle.claim_next(session, default_job, "worker-b", queues=["gpu"], devices=gpu)
+        assert claimed is not None and claimed[0] == older_gpu
+        assert session.get(Job, older_gpu).attempts[-1]["devices"] == gpu
 
 
 def test_only_the_worker_holding_a_job_may_finish_or_hand_it_back(session_factory):
@@ -111,7 +126,9 @@ def test_only_the_worker_holding_a_job_may_finish_or_hand_it_back(session_factor
         assert lifecycle.requeue(session, job_id, worker="worker-b", outcome=lifecycle.HANDED_BACK, message="not mine") is None
         assert not lifecycle.beat(session, job_id, "worker-b")
         assert lifecycle.beat(session, job_id, WORKER)
-        assert lifecycle.finish(session, job_id, JobStatus.SUCCEEDED, worker=WORKER, message="trained", model_path="m") is not None
+        assert (
+            lifecycle.finish(session, job_id, JobStatus.SUCCEEDED, worker=WORKER, message="trained", model_path="m") is not None
+        )
         job = session.get(Job, job_id)
         session.refresh(job)
         assert job.finished_at is not None and job.model_path == "m" and job.attempts[-1]["outcome"] == "succeeded"
@@ -121,7 +138,9 @@ def test_requeue_closes_the_attempt_and_a_fresh_heartbeat_keeps_the_job(session_
     with session_scope(session_factory) as session:
         job_id = reach(session, JobStatus.RUNNING)
         long_ago = utcnow() - timedelta(hours=1)
-        kept = lifecycle.requeue(session, job_id, worker=WORKER, outcome=lifecycle.WORKER_LOST, message="silent", heartbeat_before=long_ago)
+        kept = lifecycle.requeue(
+            session, job_id, worker=WORKER, outcome=lifecycle.WORKER_LOST, message="silent", heartbeat_before=long_ago
+        )
         assert kept is None  # it beat after the cutoff
         assert lifecycle.requeue(session, job_id, worker=WORKER, outcome=lifecycle.WORKER_LOST, message="silent") is not None
         assert lifecycle.claim(session, job_id, "worker-b") is not None
@@ -156,15 +175,26 @@ def test_events_and_doorbells_go_out_only_after_the_commit(migrated_url):
             job_id = new_job(session)
             assert publisher.messages == []  # not before the commit
         assert [(m["type"], m["status"]) for m in publisher.messages] == [("status", "queued")]
-        assert doorbell.rung == [job_id]
+        assert doorbell.rung == [(job_id, "default")]
 
         def claim_and_finish(session: Session) -> None:
             lifecycle.claim(session, job_id, WORKER)
-            lifecycle.finish(session, job_id, JobStatus.FAILED, worker=WORKER, message="boom", error={"type": "E", "message": "boom"})
+            lifecycle.finish(
+                session, job_id, JobStatus.FAILED, worker=WORKER, message="boom", error={"type": "E", "message": "boom"}
+            )
 
         run_committed(factory, claim_and_finish)
         assert [m["status"] for m in publisher.messages] == ["queued", "running", "failed"]
         assert [m["seq"] for m in publisher.messages] == sorted(m["seq"] for m in publisher.messages)
+
+        def claim_and_hand_back(session: Session) -> None:
+            lifecycle.claim(session, gpu_job, WORKER)
+            lifecycle.requeue(session, gpu_job, worker=WORKER, outcome=lifecycle.HANDED_BACK, message="stopping")
+
+        with session_scope(factory) as session:
+            gpu_job = new_job(session, "gpu")
+        run_committed(factory, claim_and_hand_back)
+        assert doorbell.rung[1:] == [(gpu_job, "gpu"), (gpu_job, "gpu")]  # a requeue rings in the job's own queue
     finally:
         engine.dispose()
 

@@ -9,6 +9,7 @@ import pytest
 
 from app.specs import FitSpec, TrainingSpec
 from app.training.builder import build_model, compile_model
+from app.storage import LocalStore
 from app.training.checkpoint import Checkpoint
 from app.training.trainer import EpochReporter, Outcome, train
 from app.training.validate import check_spec
@@ -123,7 +124,7 @@ def test_resume_restores_callback_state_and_stops_at_the_same_epoch_with_the_sam
     assert whole_outcome is Outcome.EARLY_STOPPED
 
     # Hand back after an epoch where the wait counter, the cooldown and the best weights all matter.
-    checkpoint = Checkpoint(tmp_path / "ckpt")
+    checkpoint = Checkpoint(LocalStore(tmp_path), "ckpt", tmp_path / "scratch")
     hand_back_after = max(2, whole_driver.best_epoch + 1)
     first = HandBackAfter(hand_back_after)
     outcome, _, _ = fit_job(spec, x, y, tmp_path, hooks=first, checkpoint=checkpoint)
@@ -209,3 +210,13 @@ def test_learning_rate_schedules_work_through_the_optimizer(noisy, tmp_path):
     _, rows, _ = fit_job(TrainingSpec.model_validate(raw), *noisy, tmp_path)
     rates = [r[1]["learning_rate"] for r in rows]
     assert rates[0] > rates[1] > rates[2]
+
+
+@pytest.mark.parametrize(("patience", "outcome", "epochs_run"), [(2, Outcome.EARLY_STOPPED, 3), (3, Outcome.COMPLETED, 4)])
+def test_a_stop_on_the_last_epoch_is_a_completed_job(noisy, tmp_path, patience, outcome, epochs_run):
+    # No epoch after the first improves by 10^9, so the stop comes after exactly `patience` epochs:
+    # before the last of 4 epochs, or on it (where Keras marks a stop too, but every epoch ran).
+    never_better = {"type": "EarlyStopping", "monitor": "loss", "patience": patience, "min_delta": 1e9}
+    spec = make_spec(epochs=4, callbacks=[never_better])
+    result, rows, _ = fit_job(spec, *noisy, tmp_path)
+    assert (result, len(rows)) == (outcome, epochs_run)

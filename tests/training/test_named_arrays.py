@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from app.specs import TrainingSpec
+from app.storage import LocalStore
 from app.training.checkpoint import Checkpoint
 from app.training.trainer import EpochReporter, Outcome, train
 from app.training.validate import check_spec
@@ -97,7 +98,7 @@ def test_a_two_input_run_resumed_from_its_checkpoint_matches_an_uninterrupted_ru
     whole = RecordingHooks()
     assert train(two_inputs_spec(), x, y, reporter=EpochReporter(whole), model_path=tmp_path / "a.keras") is Outcome.COMPLETED
 
-    checkpoint = Checkpoint(tmp_path / "ckpt")
+    checkpoint = Checkpoint(LocalStore(tmp_path), "ckpt", tmp_path / "scratch")
     first = HandBackAfter(3)
     outcome = train(two_inputs_spec(), x, y, reporter=EpochReporter(first), model_path=tmp_path / "b.keras", checkpoint=checkpoint)
     assert outcome is Outcome.HANDED_BACK and [r[0] for r in first.rows] == [1, 2, 3]

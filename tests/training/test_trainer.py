@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from app.specs import TrainingSpec
+from app.storage import LocalStore
 from app.training.checkpoint import Checkpoint
 from app.training.trainer import EpochReporter, NonFiniteLoss, NullHooks, Outcome, train
 
@@ -124,7 +125,7 @@ def test_a_run_resumed_from_its_checkpoint_matches_an_uninterrupted_run_exactly(
     whole = RecordingHooks()
     assert train(resumable_spec(), x, y, reporter=EpochReporter(whole), model_path=tmp_path / "a.keras") is Outcome.COMPLETED
 
-    checkpoint = Checkpoint(tmp_path / "ckpt")
+    checkpoint = Checkpoint(LocalStore(tmp_path), "ckpt", tmp_path / "scratch")
     first = HandBackAfter(3)
     outcome = train(resumable_spec(), x, y, reporter=EpochReporter(first), model_path=tmp_path / "b.keras", checkpoint=checkpoint)
     assert outcome is Outcome.HANDED_BACK and [r[0] for r in first.rows] == [1, 2, 3]
@@ -189,7 +190,7 @@ def test_a_run_killed_mid_epoch_resumes_from_its_last_checkpoint_with_identical_
     whole = RecordingHooks()
     train(training_spec, x, y, reporter=EpochReporter(whole), model_path=tmp_path / "a.keras")
 
-    checkpoint = Checkpoint(tmp_path / "ckpt")
+    checkpoint = Checkpoint(LocalStore(tmp_path), "ckpt", tmp_path / "scratch")
     crashed = CrashAfter(2, batches_per_epoch=10 if steps_per_execution == 1 else 1)
     with pytest.raises(KeyboardInterrupt):
         train(training_spec, x, y, reporter=EpochReporter(crashed), model_path=tmp_path / "b.keras", checkpoint=checkpoint)

@@ -15,8 +15,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from app.api.deps import OwnerDep, SessionDep
+from app.api.metrics import open_stream
 from app.api.problems import problems
 from app.api.routes.jobs import job_entry
 from app.db import session_scope
@@ -29,9 +31,14 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 
 class EventStream(StreamingResponse):
-    """A plain byte stream, not FastAPI's per-item SSE encoder: the frames are built here."""
+    """A plain byte stream, not FastAPI's per-item SSE encoder: the frames are built here. Counted in
+    GET /metrics while it is open."""
 
     media_type = "text/event-stream"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        with open_stream(scope):
+            await super().__call__(scope, receive, send)
 
 
 # Pub/sub may drop a message (a Redis restart, a full queue): re-read the database this often

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import FileResponse, PlainTextResponse, RedirectResponse, StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.api.deps import (
@@ -24,6 +24,7 @@ from app.api.deps import (
 )
 from app.api.problems import problems
 from app.api.schemas import JobPage, JobRead, MetricsRead
+from app.api.served_queues import ServedQueues
 from app.api.views import WINDOW_ROWS, JobEntry, JobViews, epoch_row, etag
 from app.db import session_scope
 from app.errors import JobNotFound
@@ -90,20 +91,22 @@ async def list_jobs(
     request: Request,
     status_filter: Annotated[JobStatus | None, Query(alias="status")] = None,
     sweep_id: Annotated[str | None, Query(max_length=40, description="Only this sweep's trials")] = None,
+    queue: Annotated[str | None, Query(max_length=64, description="Only the jobs of this queue")] = None,
     cursor: CursorQuery = None,
     limit: PageLimit = 50,
 ) -> Response:
     """One indexed query for the page's ids; each job's body comes from memory (the few that changed
     since they were last read, one read each, shared with every other reader of the same job)."""
     state = request.app.state
-    page = await run_in_threadpool(_page_ids, state.session_factory, owner.id, status_filter, sweep_id, cursor, limit)
+    page = await run_in_threadpool(_page_ids, state.session_factory, owner.id, status_filter, sweep_id, queue, cursor, limit)
     entries = await asyncio.gather(
         *(job_entry(request.app.state, job_id, owner.id) for job_id in page.items), return_exceptions=True
     )
     progress = state.hub.progress
     # A job deleted between the two reads (its owner's account removed) is left out, not a 404.
     shown = [(job_id, entry) for job_id, entry in zip(page.items, entries, strict=True) if isinstance(entry, JobEntry)]
-    items = b",".join(entry.render(progress.get(job_id)) for job_id, entry in shown)
+    served = await served_queues(state, [entry for _, entry in shown])
+    items = b",".join(entry.render(progress.get(job_id), served) for job_id, entry in shown)
     body = b'{"items":[' + items + b'],"next_cursor":' + json.dumps(page.next_cursor).encode() + b"}"
     return Response(body, media_type="application/json")
 
@@ -113,17 +116,29 @@ def _page_ids(
     owner_id: str,
     status: str | None,
     sweep_id: str | None,
+    queue: str | None,
     cursor: str | None,
     limit: int,
 ) -> Page[str]:
     with session_scope(session_factory) as session:
-        return job_service.list_job_ids(session, owner_id=owner_id, status=status, sweep_id=sweep_id, cursor=cursor, limit=limit)
+        return job_service.list_job_ids(
+            session, owner_id=owner_id, status=status, sweep_id=sweep_id, queue=queue, cursor=cursor, limit=limit
+        )
 
 
 @router.get("/{job_id}", response_model=JobRead, responses={**problems(404), **NOT_MODIFIED})
 async def get_job(job_id: str, owner: OwnerDep, request: Request) -> Response:
-    entry = await job_entry(request.app.state, job_id, owner.id)
-    return _conditional(request, entry.render(request.app.state.hub.progress.get(job_id)))
+    state = request.app.state
+    entry = await job_entry(state, job_id, owner.id)
+    return _conditional(request, entry.render(state.hub.progress.get(job_id), await served_queues(state, [entry])))
+
+
+async def served_queues(state: Any, entries: list[JobEntry]) -> frozenset[str] | None:
+    """The queues live workers consume, looked up only when some job shown is waiting in one."""
+    if not any(entry.status is JobStatus.QUEUED for entry in entries):
+        return None
+    served: ServedQueues = state.served_queues
+    return await served.get()
 
 
 async def job_entry(state: Any, job_id: str, owner_id: str) -> JobEntry:
@@ -271,9 +286,22 @@ async def get_job_log(job_id: str, owner: OwnerDep, request: Request) -> Streami
             "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
             "description": "A .keras file",
         },
+        307: {"description": "With STORAGE_PRESIGN=1 and object storage: a short-lived presigned URL of the .keras file"},
     },
     summary="Download the trained model as a .keras file (404 until the job has succeeded)",
 )
-def get_job_model(job_id: str, owner: OwnerDep, session: SessionDep) -> FileResponse:
-    path = job_service.model_file(session, job_id, owner_id=owner.id)
-    return FileResponse(path, media_type="application/octet-stream", filename=f"{job_id}.keras")
+def get_job_model(job_id: str, owner: OwnerDep, session: SessionDep, settings: SettingsDep) -> Response:
+    download = job_service.model_download(session, settings, job_id, owner_id=owner.id)
+    if download.path is not None:
+        return FileResponse(download.path, media_type="application/octet-stream", filename=download.filename)
+    if download.url is not None:
+        return RedirectResponse(download.url, status_code=status.HTTP_307_TEMPORARY_REDIRECT)
+    assert download.chunks is not None
+    return StreamingResponse(
+        download.chunks,
+        media_type="application/octet-stream",
+        headers={
+            "Content-Disposition": f'attachment; filename="{download.filename}"',
+            "Content-Length": str(download.size),
+        },
+    )

@@ -39,6 +39,7 @@ def sweep_summary(sweep: Sweep, counts: Counter[str], best: Job | None) -> Sweep
             "id": sweep.id,
             "name": sweep.name,
             "tags": sweep.tags,
+            "queue": sweep.queue,
             "dataset_id": sweep.dataset_id,
             "status": sweep_service.sweep_status(sweep, counts),
             "sampler": sweep.sampler,

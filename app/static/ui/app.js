@@ -443,7 +443,7 @@ async function jobPage(jobId) {
   const renderLog = async () => {
     if (TERMINAL.has(job.status)) log.textContent = await api("GET", `/v1/jobs/${job.id}/log`).catch(() => log.textContent);
     else log.textContent = rows.map((r) => kerasLine(r, job.epochs_total)).join("\n");
-    if (!log.textContent) log.textContent = job.status === "queued" ? "Waiting for a worker…" : "No epochs yet.";
+    if (!log.textContent) log.textContent = job.status === "queued" ? (job.waiting_reason ? `Waiting: ${job.waiting_reason}.` : "Waiting for a worker…") : "No epochs yet.";
   };
   const renderProgress = () => {
     const done = Math.max(job.epochs_completed, rows.length);
@@ -470,7 +470,9 @@ async function jobPage(jobId) {
       job.best_epoch ? ` · best epoch ${job.best_epoch}` : "") : "");
     $("#attempt-count").textContent = String(job.attempts.length);
     const spec = job.spec || {};
-    const pairs = [["Dataset", job.dataset_id || "—"], ["Worker", job.worker || "—"], ["Created", when(job.created_at)],
+    const devices = (job.worker_devices || []).map((d) => d.name ? `${d.kind} ${d.name}` : d.kind).join(", ");
+    const pairs = [["Dataset", job.dataset_id || "—"], ["Queue", job.queue],
+      ["Worker", job.worker ? (devices ? `${job.worker} (${devices})` : job.worker) : "—"], ["Created", when(job.created_at)],
       ["Started", when(job.started_at)], ["Finished", when(job.finished_at)],
       ["Optimizer", JSON.stringify((spec.compile || {}).optimizer)], ["Loss function", JSON.stringify((spec.compile || {}).loss)],
       ["Fit", JSON.stringify(spec.fit)]];
