@@ -96,37 +96,42 @@ def predict_blobs(stamp: Stamp, inputs: dict[str, Blob]) -> tuple[str, dict[str,
     return cache, {name: to_blob(value) for name, value in outputs.items()}
 
 
-def predict_files(stamp: Stamp, inputs: dict[str, str], out_path: str, fmt: str) -> tuple[str, int]:
-    """Big batches: memory-mapped `.npy` inputs in chunks of CHUNK_ROWS, written straight to `out_path`
-    as `.npy` or CSV. Returns the cache outcome and the number of rows."""
+def predict_files(stamp: Stamp, inputs: dict[str, str], out_path: str, fmt: str) -> tuple[str, int, str]:
+    """Big batches: memory-mapped `.npy` inputs in chunks of CHUNK_ROWS, written straight to `out_path`:
+    CSV, or `.npy` for one output and `.npz` (one array per output name) for several. Returns the cache
+    outcome, the number of rows and the format written."""
     model, cache = _model(stamp)
     arrays = {name: np.load(path, mmap_mode="r", allow_pickle=False) for name, path in inputs.items()}
     rows = len(next(iter(arrays.values())))
-    out: np.ndarray | None = None
+    out: dict[str, np.ndarray] = {}
     for start in range(0, rows, CHUNK_ROWS):
         chunk = {name: np.asarray(a[start : start + CHUNK_ROWS]) for name, a in arrays.items()}
-        outputs = _predict(model, chunk)
-        if len(outputs) != 1:
-            raise InferenceFailed(f"the model has {len(outputs)} outputs; file results hold one, so send JSON inputs")
-        values = next(iter(outputs.values()))
-        if out is None:
-            out = np.empty((rows, *values.shape[1:]), dtype=values.dtype)
-        out[start : start + len(values)] = values
-    assert out is not None
+        for name, values in _predict(model, chunk).items():
+            if name not in out:
+                out[name] = np.empty((rows, *values.shape[1:]), dtype=values.dtype)
+            out[name][start : start + len(values)] = values
     if fmt == "csv":
         _write_csv(out, Path(out_path))
-    else:
-        np.save(out_path, out)
-    return cache, rows
+        return cache, rows, "csv"
+    if len(out) == 1:
+        np.save(out_path, next(iter(out.values())))
+        return cache, rows, "npy"
+    with open(out_path, "wb") as f:  # a file object: np.savez would add ".npz" to a name
+        np.savez(f, **out)  # type: ignore[arg-type]
+    return cache, rows, "npz"
 
 
-def _write_csv(values: np.ndarray, path: Path) -> None:
+def _write_csv(outputs: dict[str, np.ndarray], path: Path) -> None:
+    """Columns output_0, output_1, ... for one output; <name>_0, <name>_1, ... for each of several."""
     import pyarrow as pa
     from pyarrow import csv as pa_csv
 
-    flat = values.reshape(len(values), -1)
-    table = pa.table({f"output_{i}": flat[:, i] for i in range(flat.shape[1])})
-    pa_csv.write_csv(table, path)
+    columns = {}
+    for name, values in outputs.items():
+        flat = values.reshape(len(values), -1)
+        prefix = "output" if len(outputs) == 1 else name
+        columns.update({f"{prefix}_{i}": flat[:, i] for i in range(flat.shape[1])})
+    pa_csv.write_csv(pa.table(columns), path)
 
 
 def _load_all(paths: str | dict[str, str]) -> Any:

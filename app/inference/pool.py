@@ -26,7 +26,7 @@ class Predictor:
     def predict_blobs(self, stamp: Stamp, inputs: dict[str, Blob]) -> tuple[str, dict[str, Blob]]:
         return self._call(helper.predict_blobs, stamp, inputs)
 
-    def predict_files(self, stamp: Stamp, inputs: dict[str, Path], out_path: Path, fmt: str) -> tuple[str, int]:
+    def predict_files(self, stamp: Stamp, inputs: dict[str, Path], out_path: Path, fmt: str) -> tuple[str, int, str]:
         return self._call(helper.predict_files, stamp, {k: str(v) for k, v in inputs.items()}, str(out_path), fmt)
 
     def evaluate_files(

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO, Literal, cast
 
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
@@ -25,6 +25,8 @@ from app.settings import Settings
 from app.storage import open_artifacts
 
 FileFormat = Literal["npy", "csv"]
+# What a file answer holds: CSV, or .npy for one output and .npz (an array per output) for several.
+AnswerFormat = Literal["npy", "npz", "csv"]
 _signatures = SignatureCache()
 
 
@@ -37,7 +39,7 @@ class Predictions:
 @dataclass(frozen=True)
 class PredictionFile:
     path: Path
-    format: FileFormat
+    format: AnswerFormat
     rows: int
     cache: str
 
@@ -224,11 +226,11 @@ def _predict_files(
 ) -> PredictionFile:
     out = files.work_path(settings.predictions_dir, f".{fmt}")
     try:
-        cache, rows = predictor.predict_files(model.stamp, inputs, out, fmt)
+        cache, rows, written = predictor.predict_files(model.stamp, inputs, out, fmt)
     except InferenceFailed as exc:
         out.unlink(missing_ok=True)
         raise InvalidInput(str(exc), [FieldError(path, str(exc))]) from None
     except BaseException:
         out.unlink(missing_ok=True)
         raise
-    return PredictionFile(path=out, format=fmt, rows=rows, cache=cache)
+    return PredictionFile(path=out, format=cast(AnswerFormat, written), rows=rows, cache=cache)

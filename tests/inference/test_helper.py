@@ -59,8 +59,8 @@ def test_file_predictions_and_evaluate_equal_keras(tutorial, tmp_path):
     stamp = model_stamp(path)
     model = keras.models.load_model(path)
     name = read_signature(path).inputs[0].name
-    _, rows = helper.predict_files(stamp, {name: str(folder / "x.npy")}, str(tmp_path / "p.npy"), "npy")
-    assert rows == len(x)
+    _, rows, written = helper.predict_files(stamp, {name: str(folder / "x.npy")}, str(tmp_path / "p.npy"), "npy")
+    assert (rows, written) == (len(x), "npy")
     np.testing.assert_allclose(np.load(tmp_path / "p.npy"), model.predict(x, verbose=0), atol=1e-6, rtol=0)
     helper.predict_files(stamp, {name: str(folder / "x.npy")}, str(tmp_path / "p.csv"), "csv")
     csv = np.loadtxt(tmp_path / "p.csv", delimiter=",", skiprows=1, dtype=np.float32)

@@ -106,6 +106,18 @@ def test_two_output_model_reports_per_output_metrics_and_predicts_each_output(li
     body = predicted.json()["predictions"]
     np.testing.assert_allclose(np.array(body["out_a"]), expected[0], atol=1e-6, rtol=0)
     np.testing.assert_allclose(np.array(body["out_b"]), expected[1], atol=1e-6, rtol=0)
+    # Files in, files out: a .npz with one array per output, or CSV columns named by output.
+    by_file = live.post(f"/v1/jobs/{job['id']}/predict", files={"file": ("in.npz", npz(x=x[:3]))})
+    assert by_file.status_code == 200, by_file.text
+    assert by_file.headers["content-disposition"].endswith('-predictions.npz"')
+    with np.load(io.BytesIO(by_file.content)) as answer:
+        assert sorted(answer.files) == ["out_a", "out_b"]
+        np.testing.assert_allclose(answer["out_a"], expected[0], atol=1e-6, rtol=0)
+        np.testing.assert_allclose(answer["out_b"], expected[1], atol=1e-6, rtol=0)
+    as_csv = live.post(f"/v1/jobs/{job['id']}/predict", json={"dataset_id": dataset_id, "format": "csv"})
+    assert as_csv.status_code == 200, as_csv.text
+    lines = as_csv.text.splitlines()
+    assert lines[0] == '"out_a_0","out_a_1","out_b_0"' and len(lines) == 301
 
     evaluated = live.post(f"/v1/jobs/{job['id']}/evaluate", json={"dataset_id": dataset_id})
     assert evaluated.status_code == 200, evaluated.text

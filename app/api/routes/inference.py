@@ -30,7 +30,7 @@ _CACHE_HEADER_DOC = {
         "schema": {"type": "string", "enum": ["hit", "miss"]},
     }
 }
-_MEDIA = {"npy": "application/octet-stream", "csv": "text/csv"}
+_MEDIA = {"npy": "application/octet-stream", "npz": "application/octet-stream", "csv": "text/csv"}
 _PREDICT_BODY = {
     "required": True,
     "content": {
@@ -92,7 +92,7 @@ def evaluate_job(
     responses={
         **problems(404, 409, 422),
         200: {
-            "description": "JSON predictions for JSON inputs; a .npy or CSV file for a dataset_id or an uploaded file",
+            "description": "JSON predictions for JSON inputs; for a dataset_id or an uploaded file, a CSV, or a .npy (a .npz with one array per output name when the model has several outputs)",
             "headers": _CACHE_HEADER_DOC,
             "content": {
                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
