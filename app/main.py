@@ -13,12 +13,13 @@ from fastapi import FastAPI
 from app import logs
 from app.api import docs, problems
 from app.api.deps import SESSION_SLOTS, THREADS
+from app.api.hot_reads import HotReads
 from app.api.metrics import RequestMetrics
 from app.api.middleware import JobLogContext, RateLimitHeaders
 from app.api.routes import audit, datasets, events, health, inference, jobs, keys, metrics, owner_events, sweep_events, sweeps, ui
 from app.api.served_queues import ServedQueues
 from app.api.single_flight import SingleFlight
-from app.api.views import JobViews
+from app.api.views import JobViews, ReadYourWrites
 from app.db import make_engine, make_session_factory, session_scope
 from app.events.hub import EventHub
 from app.events.publisher import make_publisher
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = THREADS
+        publisher.bind(asyncio.get_running_loop())
         upgrade_to_head(settings.resolved_database_url)
         spec_checker.start()
         hub = asyncio.create_task(app.state.hub.run(settings))
@@ -105,16 +107,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.celery = make_celery(settings)
-    app.state.session_factory = make_session_factory(
-        engine, publisher=make_publisher(settings), doorbell=CeleryDoorbell(app.state.celery)
-    )
+    app.state.job_views = JobViews()
+    publisher = ReadYourWrites(make_publisher(settings), app.state.job_views)
+    app.state.session_factory = make_session_factory(engine, publisher=publisher, doorbell=CeleryDoorbell(app.state.celery))
     app.state.hub = EventHub(owner_of=job_owner_lookup(app.state.session_factory))
     app.state.key_cache = KeyCache()
     app.state.session_slots = asyncio.Semaphore(SESSION_SLOTS)
     app.state.health = None  # (reuse until, HealthRead): see app/api/routes/health.py
     app.state.metrics = None  # (reuse until, the database's metric families): see app/api/routes/metrics.py
     app.state.single_flight = SingleFlight()
-    app.state.job_views = JobViews()
     app.state.served_queues = ServedQueues(app.state.session_factory, settings.job_heartbeat_timeout_s)
     app.state.hub.listeners.append(app.state.job_views.on_event)
     # The warm Keras process for evaluate / predict, spawned on first use (most API processes never need it).
@@ -122,6 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.refusals = RefusalCounter()
     app.state.rate_limiter = make_rate_limiter(settings.resolved_broker_url, settings.rate_limit_per_min)
     app.state.hub.control_handlers.append(_on_control)
+    app.add_middleware(HotReads)
     app.add_middleware(RateLimitHeaders)
     if settings.log_format == "json":
         app.add_middleware(JobLogContext)

@@ -1,7 +1,7 @@
 """Figure 3, pollers, measured against a bare endpoint in the same run.
 
 One API process each: a bare FastAPI app (bench/bare_app.py, a fixed body of a job's size, the same
-uvicorn command) and Epochly on PostgreSQL + Redis, while a long tutorial job trains. wrk with
+uvicorn command, access log included) and Epochly on PostgreSQL + Redis, while a long tutorial job trains. wrk with
 the bearer header, in turn: the bare endpoint, `GET /v1/jobs/{id}`, `GET /v1/jobs/{id}/metrics?after=N`
 (N lags the newest epoch), at 200 and at 50 connections; then `GET /v1/jobs?limit=50` over 50
 stored jobs of 300 epochs each. Targets: at 200 connections each job route ≥ 30 % of the bare
@@ -54,11 +54,17 @@ def wrk(url: str, path: str, key: str, connections: int, seconds: int) -> tuple[
     return parse_wrk(output)
 
 
-def bare_server(body_bytes: int) -> tuple[subprocess.Popen, str]:
+def bare_server(body_bytes: int, log: Path) -> tuple[subprocess.Popen, str]:
+    """The bare app under the very command that serves Epochly's API (app/serve.py), access log
+    included, its output going to a file as the harness sends the API's."""
+    from app.serve import api_command
+
     port = free_port()
     env = {**os.environ, "BARE_BODY_BYTES": str(body_bytes)}
-    command = [sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    process = subprocess.Popen(command, cwd=ROOT, env=env)
+    command = api_command("127.0.0.1", port)
+    target = command.index("app.main:create_app")
+    command[target : target + 2] = ["bench.bare_app:app"]  # the app and its --factory flag
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     for _ in range(100):
         try:
@@ -115,7 +121,7 @@ def main() -> None:
         while client.get(f"/v1/jobs/{job_id}").json()["epochs_completed"] < 20:
             time.sleep(0.2)
         body_bytes = len(client.get(f"/v1/jobs/{job_id}").content)
-        bare, bare_url = bare_server(body_bytes)
+        bare, bare_url = bare_server(body_bytes, Path(tempfile.mkdtemp()) / "bare.log")
         try:
             for run in range(args.runs):
                 newest = client.get(f"/v1/jobs/{job_id}").json()["epochs_completed"]

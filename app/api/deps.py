@@ -94,8 +94,8 @@ async def authenticate(request: Request, credentials: HTTPAuthorizationCredentia
     dependencies ask for it.
 
     The hot path (a poller's every request) runs on the event loop: one cache lookup and one leased
-    token, no thread and no database. A cache miss, a lease to renew (a Redis round trip) and the
-    once-a-minute last_used_at write go to the threadpool."""
+    token, no thread and no database. A cache miss and the once-a-minute last_used_at write go to the
+    threadpool; a lease renewal is one asyncio Redis call, seldom waited for (app/services/ratelimit.py)."""
     known: CachedKey | None = getattr(request.state, "key", None)
     if known is not None:
         return known
@@ -109,8 +109,7 @@ async def authenticate(request: Request, credentials: HTTPAuthorizationCredentia
     if key.expired():
         state.refusals.count(key.key_id, 401)
         raise Unauthorized(owner_service.expired_detail(key.expires_at))
-    limiter = state.rate_limiter
-    verdict = await run_in_threadpool(limiter.take, key.key_id) if limiter.blocks(key.key_id) else limiter.take(key.key_id)
+    verdict = await state.rate_limiter.acquire(key.key_id)
     request.state.ratelimit = verdict
     if verdict is not None and not verdict.allowed:
         state.refusals.count(key.key_id, 429)

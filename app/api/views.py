@@ -1,15 +1,18 @@
 """The hot reads (GET /v1/jobs/{id}, its /metrics, job lists) served from memory, kept fresh by the
 event bus that carries every change of a job, instead of a database round trip per poll.
 
-A job's rendered body is cached until an event about the job arrives (status, epoch, or "changed"
-for a cancel request), and for active jobs at most ACTIVE_TTL_S (their heartbeat moves without an
-event). A job's newest epoch rows are kept as a window that epoch events extend; a gap (a lost
-message) drops the window, and the next read refills it from the database.
+A job's rendered body is cached until a status event or a "changed" one (a cancel request) arrives.
+An epoch event, or ACTIVE_TTL_S passing for an active job (its heartbeat moves without an event),
+only makes it stale: it is still served while one read refreshes it in the background, so pollers
+of a training job never wait for the database at every epoch. A job's newest epoch rows are kept as a window that epoch events extend; a gap (a lost
+message) drops the window, and the next read refills it from the database. The ids of a list page
+are kept until any job's status changes (a new job is a status event too), and PAGE_TTL_S at most.
 
 What a process serves only moves forward: every invalidation ticks a clock, and a database read
 that began before the latest invalidation of its job is served but not kept, so an older read can
 never replace a newer one. A bus interruption ("resync") drops everything."""
 
+import asyncio
 import hashlib
 import json
 import time
@@ -20,7 +23,9 @@ from typing import Any
 
 from app.api.schemas import EpochRead, JobRead
 from app.api.single_flight import SingleFlight
+from app.events.publisher import Publisher
 from app.lifecycle import TERMINAL, JobStatus
+from app.repositories.pagination import Page
 
 # Active jobs change without events (heartbeats), so their bodies are re-read this often at most.
 ACTIVE_TTL_S = 2.0
@@ -29,6 +34,9 @@ MAX_JOBS = 10_000
 WINDOW_ROWS = 2_000
 # Invalidation times remembered per job; far more than can happen during one database read.
 MAX_TOUCHED = 50_000
+# List pages are re-read this often at least: a job removed with its owner's account sends no event.
+PAGE_TTL_S = 2.0
+MAX_PAGES = 10_000
 # Rendered on each read rather than kept: they change without an event about the job.
 PER_READ_FIELDS = frozenset({"batch", "batches_per_epoch", "waiting_reason"})
 
@@ -45,8 +53,9 @@ class JobEntry:
     epochs_completed: int
     # The body without its closing brace and without PER_READ_FIELDS, which change between events.
     head: bytes
-    expires: float | None
+    refresh_at: float | None
     queue: str
+    stale: bool = False
 
     def render(self, progress: dict[str, Any] | None, served_queues: Collection[str] | None) -> bytes:
         """The body, with the in-epoch position while it runs and, while it waits in a queue that no
@@ -107,6 +116,10 @@ class JobViews:
         self._touched: OrderedDict[str, int] = OrderedDict()
         # Reads that began before the last clear() are not kept.
         self._floor = 0
+        # List pages by (owner, filters, cursor, limit): their ids, and until when they may be served.
+        self._pages: OrderedDict[tuple[Any, ...], tuple[Page[str], float]] = OrderedDict()
+        # Page reads that began before the last status change are not kept.
+        self._pages_floor = 0
         # One database read at a time per (what, job): a popular job's invalidation must not send
         # every waiting poller to the database at once.
         self.once = SingleFlight()
@@ -118,12 +131,12 @@ class JobViews:
         return self._tick
 
     def job(self, job_id: str) -> JobEntry | None:
+        """The job as last read; check `stale` before relying on it being current."""
         entry = self._jobs.get(job_id)
         if entry is None:
             return None
-        if entry.expires is not None and entry.expires <= self._clock():
-            del self._jobs[job_id]
-            return None
+        if entry.refresh_at is not None and entry.refresh_at <= self._clock():
+            entry.stale = True
         self._jobs.move_to_end(job_id)
         return entry
 
@@ -133,12 +146,29 @@ class JobViews:
             self._windows.move_to_end(job_id)
         return window
 
+    def page(self, query: tuple[Any, ...]) -> Page[str] | None:
+        kept = self._pages.get(query)
+        if kept is None:
+            return None
+        if kept[1] <= self._clock():
+            del self._pages[query]
+            return None
+        return kept[0]
+
     # -- filling (after a database read that began at `since`) ---------------------------------
+
+    def keep_page(self, query: tuple[Any, ...], page: Page[str], since: int) -> None:
+        if since < self._pages_floor:
+            return
+        self._pages[query] = (page, self._clock() + PAGE_TTL_S)
+        self._pages.move_to_end(query)
+        if len(self._pages) > MAX_PAGES:
+            self._pages.popitem(last=False)
 
     def keep_job(self, read: JobRead, owner_id: str, since: int) -> JobEntry:
         status = JobStatus(read.status)
-        expires = None if status in TERMINAL else self._clock() + ACTIVE_TTL_S
-        entry = JobEntry(owner_id, status, read.epochs_completed, job_head(read), expires, read.queue)
+        refresh_at = None if status in TERMINAL else self._clock() + ACTIVE_TTL_S
+        entry = JobEntry(owner_id, status, read.epochs_completed, job_head(read), refresh_at, read.queue)
         if self._fresh(read.id, since):
             self._jobs[read.id] = entry
             self._jobs.move_to_end(read.id)
@@ -171,9 +201,15 @@ class JobViews:
         self._touched.move_to_end(job_id)
         if len(self._touched) > MAX_TOUCHED:
             self._touched.popitem(last=False)
-        self._jobs.pop(job_id, None)
         if kind == "epoch":
+            if (entry := self._jobs.get(job_id)) is not None:
+                entry.stale = True
             self._extend(job_id, message)
+            return
+        self._jobs.pop(job_id, None)
+        if kind == "status":  # a new job, or one that moved between status filters
+            self._pages.clear()
+            self._pages_floor = self._tick
 
     def _extend(self, job_id: str, message: dict[str, Any]) -> None:
         window = self._windows.get(job_id)
@@ -193,4 +229,36 @@ class JobViews:
         self._jobs.clear()
         self._windows.clear()
         self._touched.clear()
-        self._floor = self._tick
+        self._pages.clear()
+        self._floor = self._pages_floor = self._tick
+
+
+class ReadYourWrites:
+    """The API process's publisher: an event of a change this process made (a submit, a cancel) also
+    reaches its own views before the request that made it is answered, so a client never reads its
+    own change missing. The bus brings the same event back a moment later, which changes nothing."""
+
+    def __init__(self, publisher: Publisher, views: JobViews) -> None:
+        self._publisher = publisher
+        self._views = views
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The loop that serves reads (views are touched only there)."""
+        self._loop = loop
+
+    def publish(self, message: dict[str, Any]) -> None:
+        self._publisher.publish(message)
+        if self._loop is None:
+            return
+        try:
+            on_the_loop = asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            on_the_loop = False
+        if on_the_loop:
+            self._views.on_event(message)
+        else:  # a sync route's thread: queued before the thread hands its answer back to the loop
+            self._loop.call_soon_threadsafe(self._views.on_event, message)
+
+    def publish_control(self, message: dict[str, Any]) -> None:
+        self._publisher.publish_control(message)

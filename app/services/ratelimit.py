@@ -5,6 +5,7 @@ A bucket holds up to `limit` tokens and refills at limit/60 per second; a reques
 The answer carries what the IETF RateLimit header fields draft sends: the limit, the tokens
 left, and the seconds until the bucket is full again."""
 
+import asyncio
 import logging
 import math
 import threading
@@ -13,6 +14,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import redis
+import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
 
 log = logging.getLogger("epochly.ratelimit")
 WINDOW_S = 60.0
@@ -37,10 +40,8 @@ class Verdict:
 
 
 class RateLimiter(Protocol):
-    def take(self, key_id: str) -> Verdict | None: ...
-
-    def blocks(self, key_id: str) -> bool:
-        """Whether the next take may wait on I/O (the API then runs it off the event loop)."""
+    async def acquire(self, key_id: str) -> Verdict | None:
+        """One request's token, or a refusal; None when no limit applies. Runs on the event loop."""
         ...
 
 
@@ -63,8 +64,8 @@ class MemoryRateLimiter:
         self._size = size
         self._lock = threading.Lock()
 
-    def blocks(self, key_id: str) -> bool:
-        return False
+    async def acquire(self, key_id: str) -> Verdict:
+        return self.take(key_id)
 
     def take(self, key_id: str) -> Verdict:
         now = time.monotonic()
@@ -109,55 +110,94 @@ LEASE_S = 1.0
 @dataclass
 class _Lease:
     tokens: int
-    shared_left: float  # the shared bucket's tokens after this lease was taken, for the headers
+    shared_left: float  # the shared bucket's tokens after the last renewal, for the headers
     until: float
 
 
 class RedisRateLimiter:
-    """Fails open: with Redis away, requests are let through (the broker is down too; nothing would run)."""
+    """A key's requests take tokens from the process's lease. When the lease runs down to half, one
+    renewal per key starts in the background, so a busy key's requests seldom wait for Redis, and
+    however many arrive at once, one round trip is in flight for them. The Redis client is asyncio's:
+    no threadpool hop on a poll.
+
+    Fails open: with Redis away, requests are let through (the broker is down too; nothing would run)."""
 
     def __init__(self, url: str, limit_per_min: int) -> None:
+        self._url = url
         self._limit = limit_per_min
         self._lease_size = max(1, min(LEASE_MAX, int(limit_per_min * LEASE_FRACTION)))
-        self._redis = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
-        self._script = self._redis.register_script(_TAKE)
         self._leases: dict[str, _Lease] = {}
-        self._lock = threading.Lock()
+        self._renewals: dict[str, asyncio.Task[Verdict | None]] = {}
+        # A client belongs to the event loop that made it (tests run apps on several loops in turn).
+        self._client: tuple[asyncio.AbstractEventLoop, AsyncScript] | None = None
 
-    def blocks(self, key_id: str) -> bool:
+    async def acquire(self, key_id: str) -> Verdict:
+        while True:
+            verdict = self._from_lease(key_id)
+            if verdict is not None:
+                return verdict
+            refused_or_open = await asyncio.shield(self._renewal(key_id))
+            if refused_or_open is not None:
+                return refused_or_open
+
+    def _from_lease(self, key_id: str) -> Verdict | None:
         lease = self._leases.get(key_id)
-        return lease is None or lease.tokens <= 0 or lease.until <= time.monotonic()
+        if lease is None or lease.tokens <= 0 or lease.until <= time.monotonic():
+            return None
+        lease.tokens -= 1
+        if lease.tokens * 2 <= self._lease_size:
+            self._renewal(key_id)
+        return _verdict(self._limit, lease.shared_left + lease.tokens, True)
 
-    def take(self, key_id: str) -> Verdict:
-        now = time.monotonic()
-        with self._lock:
-            lease = self._leases.get(key_id)
-            if lease is not None and lease.tokens > 0 and lease.until > now:
-                lease.tokens -= 1
-                return _verdict(self._limit, lease.shared_left + lease.tokens, True)
+    def _renewal(self, key_id: str) -> "asyncio.Task[Verdict | None]":
+        task = self._renewals.get(key_id)
+        # A finished renewal may still be here (its awaiters resume before any done callback would
+        # run): awaiting it again returns at once, so a new one starts instead.
+        if task is None or task.done():
+            task = self._renewals[key_id] = asyncio.get_running_loop().create_task(self._renew(key_id))
+            task.add_done_callback(lambda done: self._forget(key_id, done))
+        return task
+
+    def _forget(self, key_id: str, renewal: "asyncio.Task[Verdict | None]") -> None:
+        if self._renewals.get(key_id) is renewal:
+            del self._renewals[key_id]
+
+    async def _renew(self, key_id: str) -> Verdict | None:
+        """Adds a lease's worth of tokens from the shared bucket. Returns the verdict for requests
+        waiting on it when they cannot take from the lease: refused (the bucket is empty) or let
+        through (Redis is away); None when they can."""
         try:
-            granted, tokens = self._script(
+            granted, tokens = await self._script()(
                 keys=[f"epochly:ratelimit:{key_id}"], args=[self._limit, self._limit / WINDOW_S, self._lease_size]
             )
         except redis.RedisError as exc:
             log.debug("rate limit not checked: %s", exc)
             return _verdict(self._limit, float(self._limit), True)
         granted, shared_left = int(granted), float(tokens)
-        with self._lock:
+        now = time.monotonic()
+        lease = self._leases.get(key_id)
+        if lease is None or lease.until <= now:
             if len(self._leases) >= LEASE_TABLE_SIZE:
                 self._leases.clear()
-            self._leases[key_id] = _Lease(max(0, granted - 1), shared_left, now + LEASE_S)
-        return _verdict(self._limit, shared_left + max(0, granted - 1), granted > 0)
+            lease = self._leases[key_id] = _Lease(0, shared_left, now)
+        lease.tokens += granted
+        lease.shared_left = shared_left
+        lease.until = now + LEASE_S
+        return None if granted > 0 else _verdict(self._limit, shared_left, False)
+
+    def _script(self) -> AsyncScript:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client[0] is not loop:
+            client = aioredis.Redis.from_url(self._url, socket_timeout=0.5, socket_connect_timeout=0.5)
+            self._client = (loop, client.register_script(_TAKE))
+        return self._client[1]
 
 
 class NoRateLimiter:
     """RATE_LIMIT_PER_MIN=0: no limit and no RateLimit headers (for measuring the limiter's own cost)."""
 
-    def take(self, key_id: str) -> Verdict | None:
+    async def acquire(self, key_id: str) -> Verdict | None:
         return None
-
-    def blocks(self, key_id: str) -> bool:
-        return False
 
 
 def make_rate_limiter(broker_url: str, limit_per_min: int) -> RateLimiter:

@@ -154,6 +154,18 @@ def test_list_jobs_newest_first_with_status_filter_and_cursor(client, settings, 
     assert client.get("/v1/jobs", params={"status": "sleeping"}).status_code == 422
 
 
+def test_a_list_shows_the_callers_own_submit_and_cancel_at_once(client, example_dataset):
+    """List pages are kept in memory; the process's own changes reach them before the change's answer."""
+    assert client.get("/v1/jobs", params={"status": "queued"}).json()["items"] == []
+    job_id = client.post("/v1/jobs", json=tutorial_job(example_dataset["id"], epochs=1)).json()["id"]
+    assert [j["id"] for j in client.get("/v1/jobs", params={"status": "queued"}).json()["items"]] == [job_id]
+    client.post(f"/v1/jobs/{job_id}/cancel")
+    assert client.get("/v1/jobs", params={"status": "queued"}).json()["items"] == []
+    cancelled = client.get("/v1/jobs", params={"status": "cancelled"}).json()["items"]
+    assert [(j["id"], j["status"]) for j in cancelled] == [(job_id, "cancelled")]
+    assert client.get(f"/v1/jobs/{job_id}").json()["status"] == "cancelled"
+
+
 def test_metrics_after_and_keras_style_log(client, settings, example_dataset):
     job_id = client.post("/v1/jobs", json=tutorial_job(example_dataset["id"])).json()["id"]
     factory = make_session_factory(make_engine(settings.resolved_database_url))

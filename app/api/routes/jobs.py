@@ -95,10 +95,11 @@ async def list_jobs(
     cursor: CursorQuery = None,
     limit: PageLimit = 50,
 ) -> Response:
-    """One indexed query for the page's ids; each job's body comes from memory (the few that changed
-    since they were last read, one read each, shared with every other reader of the same job)."""
+    """The page's ids from memory, or one indexed query shared by every caller asking for the same page;
+    each job's body from memory too (the few that changed since they were last read, one read each,
+    shared with every other reader of the same job)."""
     state = request.app.state
-    page = await run_in_threadpool(_page_ids, state.session_factory, owner.id, status_filter, sweep_id, queue, cursor, limit)
+    page = await page_ids(state, (owner.id, status_filter, sweep_id, queue, cursor, limit))
     entries = await asyncio.gather(
         *(job_entry(request.app.state, job_id, owner.id) for job_id in page.items), return_exceptions=True
     )
@@ -111,7 +112,22 @@ async def list_jobs(
     return Response(body, media_type="application/json")
 
 
-def _page_ids(
+async def page_ids(state: Any, query: tuple[str, str | None, str | None, str | None, str | None, int]) -> Page[str]:
+    views: JobViews = state.job_views
+    page = views.page(query)
+    if page is None:
+
+        async def fill() -> Page[str]:
+            since = views.tick()
+            found = await run_in_threadpool(_read_page_ids, state.session_factory, *query)
+            views.keep_page(query, found, since)
+            return found
+
+        page = await views.once(("page", query), fill)
+    return page
+
+
+def _read_page_ids(
     session_factory: sessionmaker[Session],
     owner_id: str,
     status: str | None,
@@ -142,17 +158,20 @@ async def served_queues(state: Any, entries: list[JobEntry]) -> frozenset[str] |
 
 
 async def job_entry(state: Any, job_id: str, owner_id: str) -> JobEntry:
-    """The job as this process serves it: from memory, or read once for every caller waiting."""
+    """The job as this process serves it: from memory (a stale entry while one read refreshes it), or
+    read once for every caller waiting."""
     views: JobViews = state.job_views
+
+    async def fill() -> JobEntry:
+        since = views.tick()
+        read, job_owner = await run_in_threadpool(_read_job, state.session_factory, job_id)
+        return views.keep_job(read, job_owner, since)
+
     entry = views.job(job_id)
     if entry is None:
-
-        async def fill() -> JobEntry:
-            since = views.tick()
-            read, job_owner = await run_in_threadpool(_read_job, state.session_factory, job_id)
-            return views.keep_job(read, job_owner, since)
-
         entry = await views.once(("job", job_id), fill)
+    elif entry.stale:
+        views.once.start(("job", job_id), fill)
     if entry.owner_id != owner_id:  # another owner's job does not exist, as far as the caller can tell
         raise JobNotFound(f"no job with id {job_id!r}")
     return entry

@@ -1,0 +1,116 @@
+"""The polls that dashboards and scripts send thousands of times a second (GET /v1/jobs/{id}, its
+/metrics, a plain job list) dispatched before FastAPI's routing and dependency solving, which cost
+more than the answer itself (bench/poll_profile.py).
+
+Nothing is answered differently: the request is authenticated by the same `authenticate`, and the
+same route function builds the response. Only the simple shapes take this path (a well-formed job
+id; query parameters that are plain digits within the declared bounds); anything else, a bad value
+included, goes through FastAPI, which validates it and answers the 422. Errors are rendered by the
+app's own exception handlers."""
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fastapi.routing import APIRoute
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.api.deps import authenticate, bearer
+from app.api.routes import jobs
+from app.models import Owner
+from app.specs import MAX_EPOCHS
+
+Handler = Callable[[Request, Owner], Awaitable[Response]]
+JOB_ID = r"job_[0-9a-f]{32}"
+JOB = re.compile(rf"/v1/jobs/({JOB_ID})")
+METRICS = re.compile(rf"/v1/jobs/({JOB_ID})/metrics")
+LIST_LIMIT_MAX = 200
+
+
+def _route(name: str) -> APIRoute:
+    return next(r for r in jobs.router.routes if isinstance(r, APIRoute) and r.name == name)
+
+
+def _digits(query: dict[str, str], name: str, low: int, high: int, default: int) -> int | None:
+    """The parameter when it is plain digits within [low, high]; None sends the request to FastAPI."""
+    value = query.get(name)
+    if value is None:
+        return default
+    if not value.isascii() or not value.isdigit() or not low <= int(value) <= high:
+        return None
+    return int(value)
+
+
+def _query(scope: Scope, allowed: frozenset[str]) -> dict[str, str] | None:
+    pairs = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+    query = dict(pairs)
+    if len(query) != len(pairs) or not query.keys() <= allowed:
+        return None
+    return query
+
+
+class HotReads:
+    """ASGI middleware, innermost of ours (RateLimitHeaders and the request metrics still wrap it)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._routes = {name: _route(name) for name in ("get_job", "get_job_metrics", "list_jobs")}
+
+    def _handler(self, scope: Scope) -> tuple[APIRoute, Handler] | None:
+        if scope["type"] != "http" or scope["method"] != "GET" or scope.get("root_path"):
+            return None
+        path = scope["path"]
+        if path == "/v1/jobs":
+            query = _query(scope, frozenset({"limit"}))
+            limit = None if query is None else _digits(query, "limit", 1, LIST_LIMIT_MAX, 50)
+            if limit is None:
+                return None
+            return self._routes["list_jobs"], lambda request, owner: jobs.list_jobs(owner, request, limit=limit)
+        if match := JOB.fullmatch(path):
+            if scope["query_string"]:
+                return None
+            job_id = match[1]
+            return self._routes["get_job"], lambda request, owner: jobs.get_job(job_id, owner, request)
+        if match := METRICS.fullmatch(path):
+            query = _query(scope, frozenset({"after", "limit"}))
+            if query is None:
+                return None
+            after = _digits(query, "after", 0, MAX_EPOCHS, 0)
+            limit = _digits(query, "limit", 1, jobs.MAX_METRICS_PAGE, jobs.METRICS_PAGE)
+            if after is None or limit is None:
+                return None
+            job_id = match[1]
+            return self._routes["get_job_metrics"], lambda request, owner: jobs.get_job_metrics(
+                job_id, owner, request, after=after, limit=limit
+            )
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        hot = self._handler(scope)
+        if hot is None:
+            await self.app(scope, receive, send)
+            return
+        route, handler = hot
+        scope["route"] = route  # what FastAPI's routing would have set (the request metrics label by it)
+        request = Request(scope, receive)
+        try:
+            key = await authenticate(request, await bearer(request))
+            response = await handler(request, key.owner)
+        except Exception as exc:
+            exception_handler = _exception_handler(scope["app"], exc)
+            if exception_handler is None:
+                raise
+            response = await exception_handler(request, exc)
+        await response(scope, receive, send)
+
+
+def _exception_handler(app: Any, exc: Exception) -> Callable[[Request, Exception], Awaitable[Response]] | None:
+    """The handler the app's ExceptionMiddleware would pick: the nearest class in the exception's MRO."""
+    handlers = app.exception_handlers
+    for cls in type(exc).__mro__:
+        if cls in handlers:
+            return handlers[cls]
+    return None

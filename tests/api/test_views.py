@@ -1,0 +1,99 @@
+"""The API's in-memory views: list pages kept until a status change, reads that began before an
+invalidation never kept, and a process's own changes reaching its views before its answer."""
+import asyncio
+
+from fastapi.concurrency import run_in_threadpool
+
+from app.api.views import PAGE_TTL_S, JobViews, ReadYourWrites
+from app.repositories.pagination import Page
+
+QUERY = ("owner_a", None, None, None, None, 50)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_list_page_is_kept_until_a_status_change_or_its_ttl():
+    clock = Clock()
+    views = JobViews(clock)
+    views.keep_page(QUERY, Page(["job_a"], None), views.tick())
+    views.on_event({"type": "epoch", "job_id": "job_a", "epoch": 1})
+    assert views.page(QUERY) == Page(["job_a"], None)  # epochs change no list's membership or order
+    views.on_event({"type": "status", "job_id": "job_b", "status": "queued"})
+    assert views.page(QUERY) is None
+    views.keep_page(QUERY, Page(["job_b", "job_a"], None), views.tick())
+    clock.now += PAGE_TTL_S
+    assert views.page(QUERY) is None
+
+
+def test_a_page_read_that_began_before_a_status_change_is_served_but_not_kept():
+    views = JobViews()
+    since = views.tick()
+    views.on_event({"type": "status", "job_id": "job_new", "status": "queued"})
+    views.keep_page(QUERY, Page(["job_old"], None), since)
+    assert views.page(QUERY) is None
+    views.keep_page(QUERY, Page(["job_new", "job_old"], None), views.tick())
+    assert views.page(QUERY) == Page(["job_new", "job_old"], None)
+
+
+class Recorded:
+    def __init__(self) -> None:
+        self.messages: list[dict] = []
+
+    def publish(self, message: dict) -> None:
+        self.messages.append(message)
+
+    def publish_control(self, message: dict) -> None:
+        self.messages.append(message)
+
+
+def test_a_change_committed_in_a_route_thread_reaches_the_views_before_its_answer():
+    views = JobViews()
+    bus = Recorded()
+    publisher = ReadYourWrites(bus, views)
+
+    async def route() -> tuple:
+        publisher.bind(asyncio.get_running_loop())
+        views.keep_page(QUERY, Page([], None), views.tick())
+        await run_in_threadpool(publisher.publish, {"type": "status", "job_id": "job_a", "status": "queued"})
+        served_after_threaded_commit = views.page(QUERY)
+        views.keep_page(QUERY, Page(["job_a"], None), views.tick())
+        publisher.publish({"type": "status", "job_id": "job_a", "status": "cancelled"})  # on the loop itself
+        return served_after_threaded_commit, views.page(QUERY)
+
+    after_thread, after_loop = asyncio.run(route())
+    assert after_thread is None and after_loop is None
+    assert [m["status"] for m in bus.messages] == ["queued", "cancelled"]  # the bus still carries both
+
+
+def _job_read(status: str, epochs: int):
+    from datetime import UTC, datetime
+
+    from app.api.schemas import JobRead
+
+    return JobRead(
+        id="job_a", name=None, tags={}, dataset_id=None, status=status, spec={}, created_at=datetime.now(UTC),
+        started_at=None, finished_at=None, epochs_total=10, epochs_completed=epochs, latest=None, error=None,
+        worker=None, history=[],
+    )
+
+
+def test_an_epoch_makes_a_job_stale_but_still_served_and_a_status_change_drops_it():
+    clock = Clock()
+    views = JobViews(clock)
+    views.keep_job(_job_read("running", 3), "owner_a", views.tick())
+    views.on_event({"type": "epoch", "job_id": "job_a", "epoch": 4})
+    stale = views.job("job_a")
+    assert stale is not None and stale.stale and stale.epochs_completed == 3
+    views.keep_job(_job_read("running", 4), "owner_a", views.tick())
+    fresh = views.job("job_a")
+    assert fresh is not None and not fresh.stale and fresh.epochs_completed == 4
+    clock.now += 2.0  # ACTIVE_TTL_S: a running job's heartbeat moves without events
+    assert views.job("job_a").stale
+    views.on_event({"type": "status", "job_id": "job_a", "status": "succeeded"})
+    assert views.job("job_a") is None  # never served again: the next read waits for the database
