@@ -103,7 +103,9 @@ return {granted, tostring(tokens)}
 # trip. A lease is used within LEASE_S or dropped: tokens a quiet process took are lost to the others,
 # which only makes the limit stricter, never looser.
 LEASE_FRACTION = 1 / 600  # 10 tokens at the default 6,000 a minute: a tenth of a second of allowance
-LEASE_MAX = 50
+# Reached only by limits over 30,000 a minute, where a lease of a tenth of a second would still mean
+# a renewal every few hundred requests.
+LEASE_MAX = 500
 LEASE_S = 1.0
 
 
