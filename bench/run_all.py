@@ -24,6 +24,8 @@ BENCHES = [
     ("13. sweeps", ["bench.sweep"]),
     ("14. long histories", ["bench.history"]),
     ("15. object storage", ["bench.storage"]),
+    ("16. ASGI server", ["bench.asgi_servers"]),
+    ("17. poll profile", ["bench.poll_profile"]),
 ]
 RESULTS = Path(__file__).with_name("RESULTS.md")
 # Every figure's latest result, so running one benchmark (`python -m bench.run_all pollers`) keeps the others.
