@@ -100,12 +100,16 @@ async def list_jobs(
     shared with every other reader of the same job)."""
     state = request.app.state
     page = await page_ids(state, (owner.id, status_filter, sweep_id, queue, cursor, limit))
-    entries = await asyncio.gather(
-        *(job_entry(request.app.state, job_id, owner.id) for job_id in page.items), return_exceptions=True
-    )
+    found: dict[str, JobEntry | BaseException | None] = {job_id: cached_entry(state, job_id) for job_id in page.items}
+    # Only the jobs not in memory need a task each (a page of 50 gathered as tasks cost more than the
+    # answer); those are read at once, each shared with every other reader of the same job.
+    missing = [job_id for job_id, entry in found.items() if entry is None]
+    if missing:
+        read = await asyncio.gather(*(job_entry(state, job_id, owner.id) for job_id in missing), return_exceptions=True)
+        found.update(zip(missing, read, strict=True))
     progress = state.hub.progress
     # A job deleted between the two reads (its owner's account removed) is left out, not a 404.
-    shown = [(job_id, entry) for job_id, entry in zip(page.items, entries, strict=True) if isinstance(entry, JobEntry)]
+    shown = [(job_id, entry) for job_id, entry in found.items() if isinstance(entry, JobEntry) and entry.owner_id == owner.id]
     served = await served_queues(state, [entry for _, entry in shown])
     items = b",".join(entry.render(progress.get(job_id), served) for job_id, entry in shown)
     body = b'{"items":[' + items + b'],"next_cursor":' + json.dumps(page.next_cursor).encode() + b"}"
@@ -160,21 +164,29 @@ async def served_queues(state: Any, entries: list[JobEntry]) -> frozenset[str] |
 async def job_entry(state: Any, job_id: str, owner_id: str) -> JobEntry:
     """The job as this process serves it: from memory (a stale entry while one read refreshes it), or
     read once for every caller waiting."""
-    views: JobViews = state.job_views
-
-    async def fill() -> JobEntry:
-        since = views.tick()
-        read, job_owner = await run_in_threadpool(_read_job, state.session_factory, job_id)
-        return views.keep_job(read, job_owner, since)
-
-    entry = views.job(job_id)
+    entry = cached_entry(state, job_id)
     if entry is None:
-        entry = await views.once(("job", job_id), fill)
-    elif entry.stale:
-        views.once.start(("job", job_id), fill)
+        views: JobViews = state.job_views
+        entry = await views.once(("job", job_id), partial(_fill_entry, state, job_id))
     if entry.owner_id != owner_id:  # another owner's job does not exist, as far as the caller can tell
         raise JobNotFound(f"no job with id {job_id!r}")
     return entry
+
+
+def cached_entry(state: Any, job_id: str) -> JobEntry | None:
+    """The job from memory whoever owns it; a stale one starts its refresh, nobody waiting for it."""
+    views: JobViews = state.job_views
+    entry = views.job(job_id)
+    if entry is not None and entry.stale:
+        views.once.start(("job", job_id), partial(_fill_entry, state, job_id))
+    return entry
+
+
+async def _fill_entry(state: Any, job_id: str) -> JobEntry:
+    views: JobViews = state.job_views
+    since = views.tick()
+    read, job_owner = await run_in_threadpool(_read_job, state.session_factory, job_id)
+    return views.keep_job(read, job_owner, since)
 
 
 def _read_job(session_factory: sessionmaker[Session], job_id: str) -> tuple[JobRead, str]:
