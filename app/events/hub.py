@@ -1,4 +1,4 @@
-"""Per-API-process fan-out: one subscription to all job events, one queue per open stream, for one
+"""Per-API-process fan-out: one subscription to all job events, one inbox per open stream, for one
 job's stream or for an owner's stream of all their jobs."""
 
 import asyncio
@@ -17,6 +17,7 @@ from app.events.transport import CHANNEL_PREFIX, CONTROL_CHANNEL, decode, decode
 from app.settings import Settings
 
 log = logging.getLogger("epochly.events")
+# Messages an inbox holds for a stream that has not looked yet; past that it is a slow client.
 STREAM_QUEUE_SIZE = 256
 # Routing fields of a bus message that clients do not see.
 PRIVATE_FIELDS = frozenset({"type", "job_id", "seq"})
@@ -45,12 +46,69 @@ def owner_encoded_data(message: dict[str, Any]) -> bytes:
     return data
 
 
+class Subscription:
+    """One open stream's inbox: what the hub offered since the stream last looked, and while the
+    stream waits, the one future that wakes it. An asyncio.Queue holds three deques and an Event
+    per stream; ten thousand idle streams make that count."""
+
+    __slots__ = ("_messages", "_waiter")
+
+    def __init__(self) -> None:
+        self._messages: list[dict[str, Any]] = []
+        self._waiter: asyncio.Future[None] | None = None
+
+    def offer(self, message: dict[str, Any]) -> None:
+        # A full inbox is a slow client: its stream re-reads the database when it next looks.
+        if len(self._messages) < STREAM_QUEUE_SIZE:
+            self._messages.append(message)
+            self._wake()
+
+    def close(self) -> None:
+        """Ends the stream: a `revoked` message, delivered however full the inbox is."""
+        self._messages.append({"type": REVOKED})
+        self._wake()
+
+    def take(self) -> list[dict[str, Any]]:
+        """Everything offered since the last look, oldest first."""
+        messages, self._messages = self._messages, []
+        return messages
+
+    async def wait(self, timeout_s: float | None = None) -> bool:
+        """Until something is offered (True) or `timeout_s` passes (False)."""
+        if not self._messages:
+            loop = asyncio.get_running_loop()
+            self._waiter = waiter = loop.create_future()
+            timer = loop.call_later(timeout_s, _resolve, waiter) if timeout_s is not None else None
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+                if timer is not None:
+                    timer.cancel()
+        return bool(self._messages)
+
+    async def get(self) -> dict[str, Any]:
+        """The oldest message, as asyncio.Queue.get gives it, for streams that take one at a time."""
+        while not self._messages:
+            await self.wait()
+        return self._messages.pop(0)
+
+    def _wake(self) -> None:
+        if self._waiter is not None:
+            _resolve(self._waiter)
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 class EventHub:
     def __init__(self, owner_of: Callable[[str], str | None] | None = None) -> None:
         """owner_of(job_id) reads a job's owner (a blocking database read, run in a thread); without it
         owner streams receive nothing."""
-        self._subscribers: dict[str, set[asyncio.Queue[dict[str, Any]]]] = defaultdict(set)
-        self._owner_subscribers: dict[str, set[asyncio.Queue[dict[str, Any]]]] = defaultdict(set)
+        self._subscribers: dict[str, set[Subscription]] = defaultdict(set)
+        self._owner_subscribers: dict[str, set[Subscription]] = defaultdict(set)
         self._owner_of = owner_of
         self._job_owner: OrderedDict[str, str] = OrderedDict()
         # Messages of jobs whose owner is being looked up, kept in order until it is known.
@@ -64,25 +122,20 @@ class EventHub:
         # Called with every job message before any stream sees it (the API's in-memory views).
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
         # Open streams by the key that opened them, so a revoked key's streams can be closed.
-        self._key_streams: dict[str, set[asyncio.Queue[dict[str, Any]]]] = defaultdict(set)
+        self._key_streams: dict[str, set[Subscription]] = defaultdict(set)
+        # Subscriptions made so far: a read that began at count n can serve streams subscribed by then.
+        self.subscriptions = 0
 
-    def track_key(self, key_id: str, queue: asyncio.Queue[dict[str, Any]]) -> None:
-        self._key_streams[key_id].add(queue)
+    def track_key(self, key_id: str, inbox: Subscription) -> None:
+        self._key_streams[key_id].add(inbox)
 
-    def untrack_key(self, key_id: str, queue: asyncio.Queue[dict[str, Any]]) -> None:
-        queues = self._key_streams.get(key_id)
-        if queues is not None:
-            queues.discard(queue)
-            if not queues:
-                del self._key_streams[key_id]
+    def untrack_key(self, key_id: str, inbox: Subscription) -> None:
+        _discard(self._key_streams, key_id, inbox)
 
     def close_key_streams(self, key_id: str) -> None:
         """Every open stream of the key gets a `revoked` message and ends."""
-        for queue in self._key_streams.pop(key_id, ()):
-            if queue.full():
-                with contextlib.suppress(asyncio.QueueEmpty):
-                    queue.get_nowait()
-            queue.put_nowait({"type": REVOKED})
+        for inbox in self._key_streams.pop(key_id, ()):
+            inbox.close()
 
     def dispatch_control(self, message: dict[str, Any]) -> None:
         for handler in self.control_handlers:
@@ -91,29 +144,23 @@ class EventHub:
             except Exception:
                 log.exception("control message handler failed")
 
-    def subscribe(self, job_id: str) -> asyncio.Queue[dict[str, Any]]:
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(STREAM_QUEUE_SIZE)
-        self._subscribers[job_id].add(queue)
-        return queue
+    def subscribe(self, job_id: str) -> Subscription:
+        inbox = Subscription()
+        self._subscribers[job_id].add(inbox)
+        self.subscriptions += 1
+        return inbox
 
-    def unsubscribe(self, job_id: str, queue: asyncio.Queue[dict[str, Any]]) -> None:
-        subscribers = self._subscribers.get(job_id)
-        if subscribers is not None:
-            subscribers.discard(queue)
-            if not subscribers:
-                del self._subscribers[job_id]
+    def unsubscribe(self, job_id: str, inbox: Subscription) -> None:
+        _discard(self._subscribers, job_id, inbox)
 
-    def subscribe_owner(self, owner_id: str) -> asyncio.Queue[dict[str, Any]]:
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(STREAM_QUEUE_SIZE)
-        self._owner_subscribers[owner_id].add(queue)
-        return queue
+    def subscribe_owner(self, owner_id: str) -> Subscription:
+        inbox = Subscription()
+        self._owner_subscribers[owner_id].add(inbox)
+        self.subscriptions += 1
+        return inbox
 
-    def unsubscribe_owner(self, owner_id: str, queue: asyncio.Queue[dict[str, Any]]) -> None:
-        subscribers = self._owner_subscribers.get(owner_id)
-        if subscribers is not None:
-            subscribers.discard(queue)
-            if not subscribers:
-                del self._owner_subscribers[owner_id]
+    def unsubscribe_owner(self, owner_id: str, inbox: Subscription) -> None:
+        _discard(self._owner_subscribers, owner_id, inbox)
 
     def _dispatch_to_owner(self, message: dict[str, Any]) -> None:
         if not self._owner_subscribers or self._owner_of is None:
@@ -209,8 +256,14 @@ class EventHub:
                 path.unlink()
 
 
-def _offer(queues: Iterable[asyncio.Queue[dict[str, Any]]], message: dict[str, Any]) -> None:
-    for queue in queues:
-        # A full queue is a slow client: its stream re-reads the database when it next looks.
-        with contextlib.suppress(asyncio.QueueFull):
-            queue.put_nowait(message)
+def _offer(inboxes: Iterable[Subscription], message: dict[str, Any]) -> None:
+    for inbox in inboxes:
+        inbox.offer(message)
+
+
+def _discard(subscribers: dict[str, set[Subscription]], topic: str, inbox: Subscription) -> None:
+    inboxes = subscribers.get(topic)
+    if inboxes is not None:
+        inboxes.discard(inbox)
+        if not inboxes:
+            del subscribers[topic]

@@ -4,41 +4,28 @@ An event id is "<last status seq>.<last epoch>" (progress adds ".<batch>"): ever
 has seen, so a reconnect replays exactly what it missed from the database, then goes live.
 
 Events are written as bytes straight to the response: one job's event goes to every client
-watching it, so the JSON is encoded once (in the hub) and each stream only frames it.
+watching it, so its frame is built once (streams at the same status seq send the same bytes) and
+each stream only writes it.
 """
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import StreamingResponse
-from starlette.types import Receive, Scope, Send
 
 from app.api.deps import OwnerDep, SessionDep
-from app.api.metrics import open_stream
 from app.api.problems import problems
 from app.api.routes.jobs import job_entry
+from app.api.sse import EventStream
 from app.db import session_scope
-from app.events.hub import REVOKED, encoded_data
+from app.events.hub import REVOKED, Subscription, encoded_data
 from app.events.messages import epoch_message, status_message
 from app.lifecycle import TERMINAL
 from app.services import jobs as job_service
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
-
-
-class EventStream(StreamingResponse):
-    """A plain byte stream, not FastAPI's per-item SSE encoder: the frames are built here. Counted in
-    GET /metrics while it is open."""
-
-    media_type = "text/event-stream"
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        with open_stream(scope):
-            await super().__call__(scope, receive, send)
 
 
 # Pub/sub may drop a message (a Redis restart, a full queue): re-read the database this often
@@ -67,6 +54,17 @@ class Cursor:
 def frame(event: str, event_id: str, data: bytes, retry_ms: int | None = None) -> bytes:
     retry = f"retry: {retry_ms}\n".encode() if retry_ms is not None else b""
     return b"event: " + event.encode() + b"\nid: " + event_id.encode() + b"\n" + retry + b"data: " + data + b"\n\n"
+
+
+def live_frame(event: str, message: dict[str, Any], cursor: Cursor, batch: int | None = None) -> bytes:
+    """The frame of a live message for a stream at `cursor`. Its id differs between streams only by
+    their status seq, so the frame is built once per message for all streams at the same seq."""
+    cached = message.get("_frame")
+    if cached is not None and cached[0] == cursor.seq:
+        return cached[1]
+    built = frame(event, cursor.id(batch), encoded_data(message))
+    message["_frame"] = (cursor.seq, built)
+    return built
 
 
 def existing_job_id(job_id: str, owner: OwnerDep, session: SessionDep) -> str:
@@ -99,31 +97,28 @@ async def stream_job_events(
     last_event_id: Annotated[str | None, Header(description="Resume after this event id")] = None,
     after: Annotated[str | None, Query(description="Same as Last-Event-ID, for clients that cannot set headers")] = None,
 ) -> EventStream:
-    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     key_id = request.state.key.key_id
-    return EventStream(_events(request.app.state, owner.id, job_id, Cursor(last_event_id or after), key_id), headers=headers)
+    return EventStream(_events(request.app.state, owner.id, job_id, Cursor(last_event_id or after), key_id))
 
 
 async def _events(state: Any, owner_id: str, job_id: str, cursor: Cursor, key_id: str) -> AsyncIterator[bytes]:
     # Subscribe before reading the backlog, so nothing published in between is missed.
-    queue = state.hub.subscribe(job_id)
-    state.hub.track_key(key_id, queue)  # a revoked key's stream is closed
+    inbox: Subscription = state.hub.subscribe(job_id)
+    state.hub.track_key(key_id, inbox)  # a revoked key's stream is closed
     try:
         read_database = True
         while True:
             if read_database:
                 status, backlog, complete = await _backlog(state, owner_id, job_id, cursor)
                 if backlog:
-                    yield b"".join(backlog)
+                    yield backlog
                 if not complete:  # a long history: the next page, before anything live
                     continue
                 if status in TERMINAL:
                     yield frame("end", cursor.id(), json.dumps({"status": status}).encode(), RETRY_MS)
                     return
                 read_database = False
-            try:
-                first = await asyncio.wait_for(queue.get(), timeout=CATCH_UP_S)
-            except TimeoutError:
+            if not await inbox.wait(CATCH_UP_S):
                 yield KEEPALIVE
                 # Missed a message? The job as this process serves it says (one read shared by every
                 # stream of the job), so ten thousand idle streams do not each read the database.
@@ -134,15 +129,15 @@ async def _events(state: Any, owner_id: str, job_id: str, cursor: Cursor, key_id
             # each stream one wake-up, not one per epoch. Progress is coalesced to the newest.
             frames: list[bytes] = []
             progress: bytes | None = None
-            for message in (first, *_drain(queue)):
+            for message in inbox.take():
                 kind, epoch = message["type"], message.get("epoch", 0)
                 if kind == REVOKED:
                     return
                 if kind == "progress" and epoch == cursor.epoch + 1:
-                    progress = frame("progress", cursor.id(message["batch"]), encoded_data(message))
+                    progress = live_frame("progress", message, cursor, message["batch"])
                 elif kind == "epoch" and epoch == cursor.epoch + 1:
                     cursor.epoch = epoch
-                    frames.append(frame("epoch", cursor.id(), encoded_data(message)))
+                    frames.append(live_frame("epoch", message, cursor))
                     progress = None  # a finished epoch makes the position within it stale
                 elif kind == "status" or (kind == "epoch" and epoch > cursor.epoch):
                     # A status change or a gap: the database has the order and the rows, so read it.
@@ -152,35 +147,35 @@ async def _events(state: Any, owner_id: str, job_id: str, cursor: Cursor, key_id
             if frames:
                 yield b"".join(frames)
     finally:
-        state.hub.unsubscribe(job_id, queue)
-        state.hub.untrack_key(key_id, queue)
+        state.hub.unsubscribe(job_id, inbox)
+        state.hub.untrack_key(key_id, inbox)
 
 
-def _drain(queue: asyncio.Queue[dict[str, Any]]) -> list[dict[str, Any]]:
-    messages = []
-    while not queue.empty():
-        messages.append(queue.get_nowait())
-    return messages
-
-
-async def _backlog(state: Any, owner_id: str, job_id: str, cursor: Cursor) -> tuple[str, list[bytes], bool]:
+async def _backlog(state: Any, owner_id: str, job_id: str, cursor: Cursor) -> tuple[str, bytes, bool]:
     """The next page of what the client has not seen (BACKLOG_PAGE epochs at most, so a replay of a
-    long finished job never holds its whole history), and whether it reached the end."""
+    long finished job never holds its whole history), framed, and whether it reached the end.
 
-    def read() -> tuple[str, list[dict[str, Any]], bool]:
+    A status change wakes every stream of the job at once, all at the same position: they share one
+    read and its frames. Only streams that were all subscribed when the read began share it (the
+    hub's subscription count is in the key), so none can miss what was published before it joined."""
+    start = Cursor(cursor.id())
+
+    def read() -> tuple[str, bytes, Cursor, bool]:
         with session_scope(state.session_factory) as session:
             status, events, epochs, complete = job_service.stream_backlog(
-                session, job_id, owner_id=owner_id, after_seq=cursor.seq, after_epoch=cursor.epoch, limit=BACKLOG_PAGE
+                session, job_id, owner_id=owner_id, after_seq=start.seq, after_epoch=start.epoch, limit=BACKLOG_PAGE
             )
             merged = [(e.at, status_message(e)) for e in events] + [(r.finished_at, epoch_message(r)) for r in epochs]
-        return status, [m for _, m in sorted(merged, key=lambda pair: pair[0])], complete
+        frames = []
+        for _, message in sorted(merged, key=lambda pair: pair[0]):
+            if message["type"] == "status":
+                start.seq = message["seq"]
+            else:
+                start.epoch = message["epoch"]
+            frames.append(frame(message["type"], start.id(), encoded_data(message)))
+        return status, b"".join(frames), start, complete
 
-    status, messages, complete = await run_in_threadpool(read)
-    frames = []
-    for message in messages:
-        if message["type"] == "status":
-            cursor.seq = message["seq"]
-        else:
-            cursor.epoch = message["epoch"]
-        frames.append(frame(message["type"], cursor.id(), encoded_data(message)))
+    key = ("backlog", job_id, owner_id, cursor.seq, cursor.epoch, state.hub.subscriptions)
+    status, frames, reached, complete = await state.single_flight(key, lambda: run_in_threadpool(read))
+    cursor.seq, cursor.epoch = reached.seq, reached.epoch
     return status, frames, complete

@@ -6,15 +6,15 @@ says when), and again after a reconnect. One job's full, resumable history is on
 /v1/jobs/{id}/events.
 """
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
 
 from app.api.deps import OwnerDep
-from app.api.routes.events import KEEPALIVE, RETRY_MS, EventStream
-from app.events.hub import REVOKED, owner_encoded_data
+from app.api.routes.events import KEEPALIVE, RETRY_MS
+from app.api.sse import EventStream
+from app.events.hub import REVOKED, Subscription, owner_encoded_data
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
@@ -41,25 +41,37 @@ EVENT_TYPES = frozenset({"status", "epoch", "progress"})
     summary="Stream the status changes, epochs and progress of all your jobs as Server-Sent Events",
 )
 async def stream_owner_events(owner: OwnerDep, request: Request) -> EventStream:
-    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return EventStream(_events(request.app.state, owner.id, request.state.key.key_id), headers=headers)
+    return EventStream(_events(request.app.state, owner.id, request.state.key.key_id))
+
+
+def owner_frame(message: dict[str, Any]) -> bytes:
+    """The same bytes for every stream of the owner: built once per message."""
+    built = message.get("_owner_frame")
+    if built is None:
+        built = message["_owner_frame"] = (
+            b"event: " + message["type"].encode() + b"\ndata: " + owner_encoded_data(message) + b"\n\n"
+        )
+    return built
 
 
 async def _events(state: Any, owner_id: str, key_id: str) -> AsyncIterator[bytes]:
-    queue = state.hub.subscribe_owner(owner_id)
-    state.hub.track_key(key_id, queue)  # a revoked key's stream is closed
+    inbox: Subscription = state.hub.subscribe_owner(owner_id)
+    state.hub.track_key(key_id, inbox)  # a revoked key's stream is closed
     try:
         yield f"retry: {RETRY_MS}\nevent: ready\ndata: {{}}\n\n".encode()
         while True:
-            try:
-                message = await asyncio.wait_for(queue.get(), timeout=KEEPALIVE_S)
-            except TimeoutError:
+            if not await inbox.wait(KEEPALIVE_S):
                 yield KEEPALIVE
                 continue
-            if message["type"] == REVOKED:
-                return
-            if message["type"] in EVENT_TYPES:
-                yield b"event: " + message["type"].encode() + b"\ndata: " + owner_encoded_data(message) + b"\n\n"
+            # Whatever arrived meanwhile goes out in one write.
+            frames: list[bytes] = []
+            for message in inbox.take():
+                if message["type"] == REVOKED:
+                    return
+                if message["type"] in EVENT_TYPES:
+                    frames.append(owner_frame(message))
+            if frames:
+                yield b"".join(frames)
     finally:
-        state.hub.unsubscribe_owner(owner_id, queue)
-        state.hub.untrack_key(key_id, queue)
+        state.hub.unsubscribe_owner(owner_id, inbox)
+        state.hub.untrack_key(key_id, inbox)
