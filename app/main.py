@@ -108,8 +108,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses=problems.problems(413, 503),
         # Operation ids are the route functions' names (get_job), so generated clients read well.
         generate_unique_id_function=lambda route: route.name,
-        # JSON bodies (job specs) are small; the upload route sets its own, larger ceiling.
-        max_body_size=settings.max_request_bytes,
     )
     app.state.settings = settings
     app.state.celery = make_celery(settings)
@@ -136,16 +134,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestMetrics)  # the outermost: it times everything inside
     problems.install(app)
     docs.install(app)
-    app.include_router(health.router)
-    app.include_router(metrics.router)
-    app.include_router(datasets.router)
-    app.include_router(jobs.router)
-    app.include_router(inference.router)
-    app.include_router(events.router)
-    app.include_router(owner_events.router)
-    app.include_router(keys.router)
-    app.include_router(audit.router)
-    app.include_router(sweeps.router)
-    app.include_router(sweep_events.router)
+    # JSON bodies (job specs) are small; the upload routes set their own, larger ceiling. Set per
+    # router, not on the app: an app-wide limit wraps every request in four more layers, held for the
+    # whole life of an event stream (app/api/hot_reads.py takes streams past the routers' layers).
+    routers = (health, metrics, datasets, jobs, inference, events, owner_events, keys, audit, sweeps, sweep_events)
+    for module in routers:
+        app.include_router(module.router, max_body_size=settings.max_request_bytes)
     ui.install(app)
     return app

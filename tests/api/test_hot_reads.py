@@ -60,3 +60,18 @@ def test_hot_polls_are_counted_under_their_route_template(client, example_datase
     scrape = client.get("/metrics").text
     for template in ("/v1/jobs/{job_id}", "/v1/jobs/{job_id}/metrics"):
         assert f'method="GET",route="{template}",status="200"' in scrape, template
+
+
+def test_a_stream_on_the_hot_path_replays_exactly_as_fastapis_path(client, settings, example_dataset):
+    job_id = client.post("/v1/jobs", json=tutorial_job(example_dataset["id"], epochs=1)).json()["id"]
+    client.post(f"/v1/jobs/{job_id}/cancel")  # finished: the stream replays its history and ends
+    hot, routed = both_ways(client, f"/v1/jobs/{job_id}/events")
+    assert hot.status_code == 200 and hot.headers["content-type"].startswith("text/event-stream")
+    assert hot.content == routed.content and b"event: end" in hot.content
+    resumed, routed_resumed = both_ways(client, f"/v1/jobs/{job_id}/events", headers={"Last-Event-ID": "1.0"})
+    assert resumed.content == routed_resumed.content and resumed.content.count(b"event: status") == 1
+    with TestClient(create_app(settings)) as other:
+        other.headers["Authorization"] = f"Bearer {create_api_key('someone else', settings)}"
+        hot, routed = both_ways(other, f"/v1/jobs/{job_id}/events")
+        assert hot.status_code == 404
+        assert_same(hot, routed)
