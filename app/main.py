@@ -5,6 +5,7 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -13,7 +14,7 @@ from fastapi import FastAPI
 
 from app import logs
 from app.api import docs, problems
-from app.api.deps import SESSION_SLOTS, THREADS
+from app.api.deps import SESSION_SLOTS, THREADS, VIEW_READ_THREADS
 from app.api.hot_reads import HotReads
 from app.api.metrics import RequestMetrics
 from app.api.middleware import JobLogContext, RateLimitHeaders
@@ -52,6 +53,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = THREADS
+        app.state.view_reads = ThreadPoolExecutor(VIEW_READ_THREADS, thread_name_prefix="epochly-views")
+        app.state.served_queues = ServedQueues(app.state.session_factory, settings.job_heartbeat_timeout_s, app.state.view_reads)
         publisher.bind(asyncio.get_running_loop())
         upgrade_to_head(settings.resolved_database_url)
         spec_checker.start()
@@ -69,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await task
         await asyncio.to_thread(_save_refusals)
         app.state.predictor.shutdown()
+        app.state.view_reads.shutdown()
         spec_checker.shutdown()
         engine.dispose()
 
@@ -120,7 +124,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.health = None  # (reuse until, HealthRead): see app/api/routes/health.py
     app.state.metrics = None  # (reuse until, the database's metric families): see app/api/routes/metrics.py
     app.state.single_flight = SingleFlight()
-    app.state.served_queues = ServedQueues(app.state.session_factory, settings.job_heartbeat_timeout_s)
     app.state.hub.listeners.append(app.state.job_views.on_event)
     # The warm Keras process for evaluate / predict, spawned on first use (most API processes never need it).
     app.state.predictor = Predictor(settings.predict_cache_bytes, settings.predict_timeout_s)

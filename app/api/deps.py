@@ -1,7 +1,9 @@
 """Typed dependencies shared by the routes."""
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from typing import Annotated, Any, TypeVar
 
 from celery import Celery
@@ -24,15 +26,21 @@ bearer = HTTPBearer(auto_error=False, description="An API key, `ek_…` (`epochl
 
 
 # Threads for blocking work (sync routes, database reads of async routes). Few: Python work in
-# threads competes with the event loop for the GIL, and forty busy threads stretched the loop's
-# answers to seconds under 200 connections.
-THREADS = 16
+# threads competes with the event loop for the GIL, each busy one holding it up to 5 ms at a turn.
+# Under 200 connections on a mix of routes (tests/integration/test_read_path.py), the slowest
+# answer took 2.8-3.5 s with 16 threads and 1.4-1.7 s with 8, for the same throughput.
+THREADS = 8
+# Threads of their own for the reads that everything else waits on: filling the in-memory views
+# (app/api/views.py, one read shared by every poller of a job) and looking up a key. In the common
+# threadpool they queued behind bulk requests (dataset and sweep lists), and with 200 connections
+# on a mix of routes a poll of a cached job then waited seconds for its refill.
+VIEW_READ_THREADS = 4
 # Requests that may hold a session (and so a pooled connection) at once. A sync route's response is
 # serialized in a threadpool thread *before* its session closes (FastAPI runs function-scoped
 # teardown after serialization), so without this cap the sessions of waiting requests can hold
-# every connection while all threads wait for one: deadlock. With SESSION_SLOTS + THREADS
-# connections at most, a thread always finds one.
-SESSION_SLOTS = POOL_CONNECTIONS - THREADS
+# every connection while all threads wait for one: deadlock. With SESSION_SLOTS + THREADS +
+# VIEW_READ_THREADS connections at most, a thread always finds one.
+SESSION_SLOTS = POOL_CONNECTIONS - THREADS - VIEW_READ_THREADS
 
 
 async def get_session(request: Request) -> AsyncIterator[Session]:
@@ -49,6 +57,11 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
 
 
 T = TypeVar("T")
+
+
+async def in_view_thread(state: Any, work: Callable[..., T], *args: Any) -> T:
+    """`work(*args)` on one of the VIEW_READ_THREADS (state.view_reads)."""
+    return await asyncio.get_running_loop().run_in_executor(state.view_reads, partial(work, *args))
 
 
 async def in_session(request: Request, work: Callable[[Session], T]) -> T:
@@ -105,7 +118,7 @@ async def authenticate(request: Request, credentials: HTTPAuthorizationCredentia
     key = state.key_cache.get(credentials.credentials)
     if key is None:  # every 30 s for a busy key (KeyCache's TTL): one lookup for all its waiting requests
         secret = credentials.credentials
-        key = await state.single_flight(("key", secret), lambda: run_in_threadpool(_look_up_key, state, secret))
+        key = await state.single_flight(("key", secret), lambda: in_view_thread(state, _look_up_key, state, secret))
     if key.expired():
         state.refusals.count(key.key_id, 401)
         raise Unauthorized(owner_service.expired_detail(key.expires_at))
@@ -118,7 +131,7 @@ async def authenticate(request: Request, credentials: HTTPAuthorizationCredentia
             verdict.retry_after_s,
         )
     if state.key_cache.touch_due(key.key_id):
-        await run_in_threadpool(_touch, state, key.key_id)
+        await in_view_thread(state, _touch, state, key.key_id)
     request.state.key = key
     return key
 

@@ -3,12 +3,13 @@
 Job reads are the hot path, so this is one small query at most every REFRESH_S per API process,
 shared by every reader meanwhile, and never on a read of a job that is not queued."""
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor
 from datetime import timedelta
 
-from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.api.single_flight import SingleFlight
@@ -22,9 +23,15 @@ REFRESH_S = 1.0
 
 class ServedQueues:
     def __init__(
-        self, session_factory: sessionmaker[Session], heartbeat_timeout_s: float, clock: Callable[[], float] = time.monotonic
+        self,
+        session_factory: sessionmaker[Session],
+        heartbeat_timeout_s: float,
+        executor: Executor | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`executor` runs the read (None: asyncio's default)."""
         self._session_factory = session_factory
+        self._executor = executor
         self._timeout = timedelta(seconds=heartbeat_timeout_s)
         self._clock = clock
         self._once = SingleFlight()
@@ -39,7 +46,7 @@ class ServedQueues:
 
     async def _refresh(self) -> None:
         try:
-            self._queues = frozenset(await run_in_threadpool(self._read))
+            self._queues = frozenset(await asyncio.get_running_loop().run_in_executor(self._executor, self._read))
         except Exception as exc:  # unknown is not "nobody": say nothing rather than something false
             log.warning("could not read the live workers' queues: %s", exc)
             self._queues = None

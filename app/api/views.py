@@ -4,13 +4,17 @@ event bus that carries every change of a job, instead of a database round trip p
 A job's rendered body is cached until a status event or a "changed" one (a cancel request) arrives.
 An epoch event, or ACTIVE_TTL_S passing for an active job (its heartbeat moves without an event),
 only makes it stale: it is still served while one read refreshes it in the background, so pollers
-of a training job never wait for the database at every epoch. A job's newest epoch rows are kept as a window that epoch events extend; a gap (a lost
-message) drops the window, and the next read refills it from the database. The ids of a list page
+of a training job never wait for the database at every epoch. A job's newest epoch rows are kept as
+a window that epoch events extend; a gap (a lost message) drops the window, and the next read
+refills it from the database. The ids of a list page
 are kept until any job's status changes (a new job is a status event too), and PAGE_TTL_S at most.
 
-What a process serves only moves forward: every invalidation ticks a clock, and a database read
-that began before the latest invalidation of its job is served but not kept, so an older read can
-never replace a newer one. A bus interruption ("resync") drops everything."""
+What a process serves only moves forward. Every event ticks a clock. A job read is kept only if it
+began after the job's last status or "changed" event, after the read it replaces, and holds every
+epoch an event has announced; a window of rows only if it reaches the newest announced epoch.
+Otherwise it is served to its callers but not kept, so an older read never replaces a newer one.
+(Epochs arrive about ten times a second, so "no event since the read began" would throw away most
+reads of a training job.) A bus interruption ("resync") drops everything."""
 
 import asyncio
 import hashlib
@@ -55,6 +59,7 @@ class JobEntry:
     head: bytes
     refresh_at: float | None
     queue: str
+    read_since: int  # the clock when the read that made it began
     stale: bool = False
 
     def render(self, progress: dict[str, Any] | None, served_queues: Collection[str] | None) -> bytes:
@@ -114,6 +119,8 @@ class JobViews:
         self._windows: OrderedDict[str, EpochWindow] = OrderedDict()
         self._tick = 0
         self._touched: OrderedDict[str, int] = OrderedDict()
+        # The newest epoch announced per job (epoch events do not touch: see keep_job).
+        self._announced: OrderedDict[str, int] = OrderedDict()
         # Reads that began before the last clear() are not kept.
         self._floor = 0
         # List pages by (owner, filters, cursor, limit): their ids, and until when they may be served.
@@ -168,8 +175,10 @@ class JobViews:
     def keep_job(self, read: JobRead, owner_id: str, since: int) -> JobEntry:
         status = JobStatus(read.status)
         refresh_at = None if status in TERMINAL else self._clock() + ACTIVE_TTL_S
-        entry = JobEntry(owner_id, status, read.epochs_completed, job_head(read), refresh_at, read.queue)
-        if self._fresh(read.id, since):
+        entry = JobEntry(owner_id, status, read.epochs_completed, job_head(read), refresh_at, read.queue, since)
+        current = self._jobs.get(read.id)
+        newer = current is None or current.read_since <= since
+        if newer and self._fresh(read.id, since) and read.epochs_completed >= self._announced.get(read.id, 0):
             self._jobs[read.id] = entry
             self._jobs.move_to_end(read.id)
             if len(self._jobs) > MAX_JOBS:
@@ -179,7 +188,7 @@ class JobViews:
     def keep_window(self, job_id: str, first: int, rows: list[bytes], since: int) -> None:
         """Rows first.. up to the newest the database had when read (a read that reached the end; no
         rows at all is an answer too: none after first - 1)."""
-        if not self._fresh(job_id, since):
+        if since < self._floor or first + len(rows) - 1 < self._announced.get(job_id, 0):
             return
         kept = rows[-WINDOW_ROWS:]
         self._windows[job_id] = EpochWindow(first + len(rows) - len(kept), kept)
@@ -187,7 +196,7 @@ class JobViews:
             self._windows.popitem(last=False)
 
     def _fresh(self, job_id: str, since: int) -> bool:
-        """No invalidation of the job (and no clear) since the read began."""
+        """No status or "changed" event of the job (and no clear) since the read began."""
         return since >= self._floor and self._touched.get(job_id, -1) <= since
 
     # -- the event bus ---------------------------------------------------------------------------
@@ -197,15 +206,15 @@ class JobViews:
         if not isinstance(job_id, str) or kind == "progress":
             return
         self._tick += 1
-        self._touched[job_id] = self._tick
-        self._touched.move_to_end(job_id)
-        if len(self._touched) > MAX_TOUCHED:
-            self._touched.popitem(last=False)
         if kind == "epoch":
+            epoch = message.get("epoch")
+            if isinstance(epoch, int) and epoch > self._announced.get(job_id, 0):
+                _remember(self._announced, job_id, epoch)
             if (entry := self._jobs.get(job_id)) is not None:
                 entry.stale = True
             self._extend(job_id, message)
             return
+        _remember(self._touched, job_id, self._tick)
         self._jobs.pop(job_id, None)
         if kind == "status":  # a new job, or one that moved between status filters
             self._pages.clear()
@@ -215,7 +224,10 @@ class JobViews:
         window = self._windows.get(job_id)
         if window is None:
             return
-        if message.get("epoch") != window.last + 1:  # a lost or repeated message: the database decides
+        epoch = message.get("epoch")
+        if not isinstance(epoch, int) or epoch <= window.last:  # the window has it already
+            return
+        if epoch != window.last + 1:  # a lost message: the database decides
             del self._windows[job_id]
             return
         window.rows.append(epoch_row(message["epoch"], message["logs"], message["duration_s"], message["finished_at"]))
@@ -229,8 +241,16 @@ class JobViews:
         self._jobs.clear()
         self._windows.clear()
         self._touched.clear()
+        self._announced.clear()
         self._pages.clear()
         self._floor = self._pages_floor = self._tick
+
+
+def _remember(table: "OrderedDict[str, int]", job_id: str, value: int) -> None:
+    table[job_id] = value
+    table.move_to_end(job_id)
+    if len(table) > MAX_TOUCHED:
+        table.popitem(last=False)
 
 
 class ReadYourWrites:

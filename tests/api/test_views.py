@@ -97,3 +97,32 @@ def test_an_epoch_makes_a_job_stale_but_still_served_and_a_status_change_drops_i
     assert views.job("job_a").stale
     views.on_event({"type": "status", "job_id": "job_a", "status": "succeeded"})
     assert views.job("job_a") is None  # never served again: the next read waits for the database
+
+
+def test_a_read_overtaken_by_an_epoch_is_kept_only_if_it_holds_that_epoch():
+    views = JobViews()
+    views.keep_job(_job_read("running", 3), "owner_a", views.tick())
+    since = views.tick()
+    views.on_event({"type": "epoch", "job_id": "job_a", "epoch": 4})
+    views.keep_job(_job_read("running", 3), "owner_a", since)  # read before epoch 4 was written
+    assert views.job("job_a").stale and views.job("job_a").epochs_completed == 3
+    views.keep_job(_job_read("running", 4), "owner_a", since)  # read after, though begun before the event
+    assert not views.job("job_a").stale and views.job("job_a").epochs_completed == 4
+    newer = views.tick()
+    views.keep_job(_job_read("running", 4), "owner_a", newer)
+    views.keep_job(_job_read("running", 4), "owner_a", since)  # an older read finishing last replaces nothing
+    assert views.job("job_a").read_since == newer
+
+
+def test_a_window_is_kept_only_if_it_reaches_the_newest_announced_epoch():
+    views = JobViews()
+    since = views.tick()
+    views.on_event({"type": "epoch", "job_id": "job_a", "epoch": 3, "logs": {}, "duration_s": 0.1, "finished_at": "x"})
+    views.keep_window("job_a", 1, [b"1", b"2"], since)
+    assert views.window("job_a") is None
+    views.keep_window("job_a", 1, [b"1", b"2", b"3"], since)
+    assert views.window("job_a").last == 3
+    views.on_event({"type": "epoch", "job_id": "job_a", "epoch": 3, "logs": {}, "duration_s": 0.1, "finished_at": "x"})
+    assert views.window("job_a").last == 3  # a repeated message changes nothing
+    views.on_event({"type": "epoch", "job_id": "job_a", "epoch": 5, "logs": {}, "duration_s": 0.1, "finished_at": "x"})
+    assert views.window("job_a") is None  # epoch 4 was lost: the database decides

@@ -21,6 +21,7 @@ from app.api.deps import (
     SessionFactoryDep,
     SettingsDep,
     in_session,
+    in_view_thread,
 )
 from app.api.problems import problems
 from app.api.schemas import JobPage, JobRead, MetricsRead
@@ -123,7 +124,7 @@ async def page_ids(state: Any, query: tuple[str, str | None, str | None, str | N
 
         async def fill() -> Page[str]:
             since = views.tick()
-            found = await run_in_threadpool(_read_page_ids, state.session_factory, *query)
+            found = await in_view_thread(state, _read_page_ids, state.session_factory, *query)
             views.keep_page(query, found, since)
             return found
 
@@ -185,7 +186,7 @@ def cached_entry(state: Any, job_id: str) -> JobEntry | None:
 async def _fill_entry(state: Any, job_id: str) -> JobEntry:
     views: JobViews = state.job_views
     since = views.tick()
-    read, job_owner = await run_in_threadpool(_read_job, state.session_factory, job_id)
+    read, job_owner = await in_view_thread(state, _read_job, state.session_factory, job_id)
     return views.keep_job(read, job_owner, since)
 
 
@@ -268,7 +269,9 @@ async def _fill_window(request: Request, job_id: str, owner_id: str, after: int)
     views: JobViews = request.app.state.job_views
     since = views.tick()
     count = WINDOW_ROWS + 1
-    _, found = await run_in_threadpool(_read_rows, request.app.state.session_factory, job_id, owner_id, after, count)
+    _, found = await in_view_thread(
+        request.app.state, _read_rows, request.app.state.session_factory, job_id, owner_id, after, count
+    )
     if len(found) < count:  # the read reached the newest row
         views.keep_window(job_id, after + 1, found, since)
 
