@@ -24,6 +24,8 @@ from bench.servers import MotoS3
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("EPOCHLY_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+# How often a starting process is asked whether it is ready: the suite starts dozens, and waits on each.
+READY_POLL_S = 0.05
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -41,6 +43,19 @@ def require_service(name: str, host: str, port: int) -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(message + " (CI=true: a missing service is a failure, not a skip)")
     pytest.skip(message)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_spec_checker_for_the_session() -> Iterator[None]:
+    """Every in-process app's lifespan stops the spec checker's helper, so each test that submits a
+    job would spawn a new one and import TensorFlow again (4 to 6 s here). One helper serves the
+    whole session instead, as one serves every request of a long-lived API process."""
+    from app.services.spec_check import spec_checker
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(spec_checker, "shutdown", lambda: None)
+        yield
+    spec_checker.shutdown()
 
 
 @pytest.fixture(scope="session")
@@ -130,7 +145,7 @@ def wait_for_http(url: str, process: subprocess.Popen, log_path: Path, timeout_s
                 return
         except httpx.HTTPError:
             pass
-        time.sleep(0.2)
+        time.sleep(READY_POLL_S)
     raise TimeoutError(f"{url} did not answer after {timeout_s}s:\n{log_path.read_text()[-3000:]}")
 
 
@@ -156,7 +171,7 @@ class RoleProcess:
                 raise RuntimeError(f"{self.log_path.name}: exited early:\n{self.log_path.read_text()[-3000:]}")
             if self.ready_marker in self.log_path.read_bytes():
                 return
-            time.sleep(0.2)
+            time.sleep(READY_POLL_S)
         raise TimeoutError(f"{self.log_path.name}: not ready after {timeout_s}s:\n{self.log_path.read_text()[-3000:]}")
 
     def kill(self) -> None:

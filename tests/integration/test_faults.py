@@ -1,7 +1,10 @@
 """Faults done for real on PostgreSQL + Redis: workers killed with SIGKILL, stopped with SIGTERM,
-never coming back. Each test runs its own API and workers on a database of its own, with short
-heartbeat timeouts and a checkpoint after every epoch."""
+never coming back. The API and scheduler run on a database of their own, with short heartbeat
+timeouts and a checkpoint after every epoch: one such pair for the tests that need no other settings,
+each of which starts its own workers; a pair of its own for a test that does."""
+import itertools
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 
@@ -26,13 +29,14 @@ class Cluster:
         self.settings = settings
         self.logs = logs
         self.workers: list = []
+        self._log_numbers = itertools.count()
         self.api = ApiServer(settings, logs / "api.log")
         self.api.wait_ready()
         self.scheduler = start_scheduler(settings, logs / "scheduler.log")
         self.http = httpx.Client(base_url=self.api.url, timeout=30, headers={"Authorization": f"Bearer {create_api_key('faults', settings)}"})
 
     def start_worker(self):
-        worker = start_worker(self.settings, self.logs / f"worker{len(self.workers)}.log")
+        worker = start_worker(self.settings, self.logs / f"worker{next(self._log_numbers)}.log")
         self.workers.append(worker)
         return worker
 
@@ -67,6 +71,22 @@ def cluster(tmp_path, admin_url: str = PG_ADMIN_URL, broker_url: str | None = No
             running.close()
 
 
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory) -> Iterator[Cluster]:
+    with cluster(tmp_path_factory.mktemp("faults")) as running:
+        yield running
+
+
+@pytest.fixture
+def c(shared: Cluster) -> Iterator[Cluster]:
+    """The shared API and scheduler; the workers this test starts stop when it ends, so the next
+    test's jobs meet only workers of its own."""
+    yield shared
+    for worker in shared.workers:
+        worker.stop()
+    shared.workers.clear()
+
+
 def wait_for_epoch(http, job_id: str, epoch: int, timeout_s: float = 120) -> dict:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -92,24 +112,23 @@ def assert_same_losses(resumed: list[dict], uninterrupted: list[dict]) -> None:
             assert abs(a[key] - b[key]) <= RESUME_TOLERANCE, (key, a[key], b[key])
 
 
-def test_worker_killed_mid_training_is_resumed_by_another_and_matches_an_uninterrupted_run(tmp_path):
-    with cluster(tmp_path) as c:
-        first = c.start_worker()
-        dataset = c.http.post("/v1/datasets/examples/side-effects").json()
-        job_id = c.http.post("/v1/jobs", json=tutorial(dataset["id"], validation_split=0.1)).json()["id"]
-        wait_for_epoch(c.http, job_id, 6)
-        first.kill()
-        c.start_worker()
-        job = wait_until_done(c.http, job_id, timeout_s=180)
-        assert job["status"] == "succeeded", job
-        assert [a["outcome"] for a in job["attempts"]] == ["worker lost", "succeeded"]
-        assert job["attempts"][0]["worker"] != job["attempts"][1]["worker"]
-        assert any("no heartbeat" in h["message"] for h in job["history"])
-        resumed = epoch_logs(c.http, job_id)
+def test_worker_killed_mid_training_is_resumed_by_another_and_matches_an_uninterrupted_run(c):
+    first = c.start_worker()
+    dataset = c.http.post("/v1/datasets/examples/side-effects").json()
+    job_id = c.http.post("/v1/jobs", json=tutorial(dataset["id"], validation_split=0.1)).json()["id"]
+    wait_for_epoch(c.http, job_id, 6)
+    first.kill()
+    c.start_worker()
+    job = wait_until_done(c.http, job_id, timeout_s=180)
+    assert job["status"] == "succeeded", job
+    assert [a["outcome"] for a in job["attempts"]] == ["worker lost", "succeeded"]
+    assert job["attempts"][0]["worker"] != job["attempts"][1]["worker"]
+    assert any("no heartbeat" in h["message"] for h in job["history"])
+    resumed = epoch_logs(c.http, job_id)
 
-        again = c.http.post("/v1/jobs", json=tutorial(dataset["id"], validation_split=0.1)).json()["id"]
-        assert wait_until_done(c.http, again)["status"] == "succeeded"
-        assert_same_losses(resumed, epoch_logs(c.http, again))
+    again = c.http.post("/v1/jobs", json=tutorial(dataset["id"], validation_split=0.1)).json()["id"]
+    assert wait_until_done(c.http, again)["status"] == "succeeded"
+    assert_same_losses(resumed, epoch_logs(c.http, again))
 
 
 def test_worker_gone_for_good_gets_the_job_requeued_then_failed_when_attempts_run_out(tmp_path):
@@ -131,22 +150,21 @@ def test_worker_gone_for_good_gets_the_job_requeued_then_failed_when_attempts_ru
         assert len(job["attempts"]) == 2
 
 
-def test_sigterm_checkpoints_hands_the_job_back_and_exits(tmp_path):
-    with cluster(tmp_path) as c:
-        first = c.start_worker()
-        dataset = c.http.post("/v1/datasets/examples/side-effects").json()
-        job_id = c.http.post("/v1/jobs", json=tutorial(dataset["id"])).json()["id"]
-        wait_for_epoch(c.http, job_id, 4)
-        first.process.terminate()
-        assert first.process.wait(timeout=60) == 0  # it exits by itself, cleanly
-        handed = c.http.get(f"/v1/jobs/{job_id}").json()
-        assert handed["status"] == "queued"
-        assert "handed back" in handed["history"][-1]["message"]
-        c.start_worker()
-        job = wait_until_done(c.http, job_id)
-        assert job["status"] == "succeeded"
-        assert [a["outcome"] for a in job["attempts"]] == ["handed back", "succeeded"]
-        assert len(epoch_logs(c.http, job_id)) == 20
+def test_sigterm_checkpoints_hands_the_job_back_and_exits(c):
+    first = c.start_worker()
+    dataset = c.http.post("/v1/datasets/examples/side-effects").json()
+    job_id = c.http.post("/v1/jobs", json=tutorial(dataset["id"])).json()["id"]
+    wait_for_epoch(c.http, job_id, 4)
+    first.process.terminate()
+    assert first.process.wait(timeout=60) == 0  # it exits by itself, cleanly
+    handed = c.http.get(f"/v1/jobs/{job_id}").json()
+    assert handed["status"] == "queued"
+    assert "handed back" in handed["history"][-1]["message"]
+    c.start_worker()
+    job = wait_until_done(c.http, job_id)
+    assert job["status"] == "succeeded"
+    assert [a["outcome"] for a in job["attempts"]] == ["handed back", "succeeded"]
+    assert len(epoch_logs(c.http, job_id)) == 20
 
 
 @pytest.mark.parametrize("backend", ["embedded"], indirect=True)
@@ -225,13 +243,13 @@ def test_postgres_restart_mid_job_loses_no_epoch_and_does_not_pause_training(tmp
             rows = c.http.get(f"/v1/jobs/{job_id}/metrics").json()["epochs"]
             assert [r["epoch"] for r in rows] == list(range(1, 61))  # none lost, none twice
             finished = [datetime.fromisoformat(r["finished_at"].replace("Z", "+00:00")) for r in rows]
-            gaps = [(b - a).total_seconds() for a, b in zip(finished, finished[1:], strict=False)]
+            gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(finished)]
             assert max(gaps) < outage_s / 2, gaps  # epochs kept ending on time while the database was away
     finally:
         postgres.remove()
 
 
-def test_worker_killed_mid_run_with_early_stopping_and_plateau_resumes_their_state_and_stops_at_the_same_epoch(tmp_path):
+def test_worker_killed_mid_run_with_early_stopping_and_plateau_resumes_their_state_and_stops_at_the_same_epoch(c):
     """Exact resume includes callback state: EarlyStopping's wait, best value and best weights and
     ReduceLROnPlateau's wait and cooldown come back from the checkpoint, so the resumed job stops at the
     same epoch, with the same per-epoch losses and learning rates, as the uninterrupted one."""
@@ -240,8 +258,8 @@ def test_worker_killed_mid_run_with_early_stopping_and_plateau_resumes_their_sta
     import numpy as np
 
     rng = np.random.default_rng(4)
-    x = rng.normal(size=(6000, 3)).astype(np.float32)
-    y = ((x[:, 0] + 0.5 * x[:, 1] > 0) ^ (rng.random(6000) < 0.25)).astype(np.int32)
+    x = rng.normal(size=(3000, 3)).astype(np.float32)
+    y = ((x[:, 0] + 0.5 * x[:, 1] > 0) ^ (rng.random(3000) < 0.25)).astype(np.int32)
     buffer = io.BytesIO()
     np.savez(buffer, x=x, y=y)
     spec = {
@@ -254,30 +272,29 @@ def test_worker_killed_mid_run_with_early_stopping_and_plateau_resumes_their_sta
                     {"type": "ReduceLROnPlateau", "monitor": "val_loss", "patience": 1, "factor": 0.5, "cooldown": 1},
                 ]},
     }
-    with cluster(tmp_path) as c:
-        c.start_worker()
-        dataset_id = c.http.post("/v1/datasets", files={"file": ("noisy.npz", buffer.getvalue())}).json()["id"]
-        whole_id = c.http.post("/v1/jobs", json={"dataset_id": dataset_id, **spec}).json()["id"]
-        whole = wait_until_done(c.http, whole_id, timeout_s=400)
-        assert whole["status"] == "succeeded" and whole["stop_reason"] == "early_stopping", whole
-        stopped_at = whole["epochs_completed"]
-        kill_after = whole["best_epoch"] + 1  # EarlyStopping is waiting, with best weights kept, when the worker dies
-        assert kill_after < stopped_at < 100
+    c.start_worker()
+    dataset_id = c.http.post("/v1/datasets", files={"file": ("noisy.npz", buffer.getvalue())}).json()["id"]
+    whole_id = c.http.post("/v1/jobs", json={"dataset_id": dataset_id, **spec}).json()["id"]
+    whole = wait_until_done(c.http, whole_id, timeout_s=400)
+    assert whole["status"] == "succeeded" and whole["stop_reason"] == "early_stopping", whole
+    stopped_at = whole["epochs_completed"]
+    kill_after = whole["best_epoch"] + 1  # EarlyStopping is waiting, with best weights kept, when the worker dies
+    assert kill_after < stopped_at < 100
 
-        job_id = c.http.post("/v1/jobs", json={"dataset_id": dataset_id, **spec}).json()["id"]
-        wait_for_epoch(c.http, job_id, kill_after, timeout_s=300)
-        c.workers[0].kill()
-        assert c.http.get(f"/v1/jobs/{job_id}").json()["status"] == "running"
-        c.start_worker()
-        job = wait_until_done(c.http, job_id, timeout_s=400)
-        assert job["status"] == "succeeded", job
-        assert [a["outcome"] for a in job["attempts"]] == ["worker lost", "succeeded"]
-        assert job["stop_reason"] == "early_stopping" and job["epochs_completed"] == stopped_at
-        assert (job["best_epoch"], job["best"]) == (whole["best_epoch"], whole["best"])
-        assert_same_losses(epoch_logs(c.http, job_id), epoch_logs(c.http, whole_id))
+    job_id = c.http.post("/v1/jobs", json={"dataset_id": dataset_id, **spec}).json()["id"]
+    wait_for_epoch(c.http, job_id, kill_after, timeout_s=300)
+    c.workers[0].kill()
+    assert c.http.get(f"/v1/jobs/{job_id}").json()["status"] == "running"
+    c.start_worker()
+    job = wait_until_done(c.http, job_id, timeout_s=400)
+    assert job["status"] == "succeeded", job
+    assert [a["outcome"] for a in job["attempts"]] == ["worker lost", "succeeded"]
+    assert job["stop_reason"] == "early_stopping" and job["epochs_completed"] == stopped_at
+    assert (job["best_epoch"], job["best"]) == (whole["best_epoch"], whole["best"])
+    assert_same_losses(epoch_logs(c.http, job_id), epoch_logs(c.http, whole_id))
 
 
-def test_worker_killed_mid_run_resumes_a_two_input_two_output_model_exactly(tmp_path):
+def test_worker_killed_mid_run_resumes_a_two_input_two_output_model_exactly(c):
     """Named inputs and outputs come back from the checkpoint like any model: the resumed job's per-output
     losses and metrics equal an uninterrupted run's, epoch by epoch."""
     import io
@@ -301,20 +318,19 @@ def test_worker_killed_mid_run_resumes_a_two_input_two_output_model_exactly(tmp_
                     "metrics": {"kind": ["accuracy"], "size": ["mae"]}},
         "fit": {"epochs": 12, "batch_size": 8, "steps_per_execution": 1, "seed": 3, "validation_split": 0.2},
     }
-    with cluster(tmp_path) as c:
-        c.start_worker()
-        dataset_id = c.http.post("/v1/datasets", files={"file": ("two.npz", buffer.getvalue())}).json()["id"]
-        whole_id = c.http.post("/v1/jobs", json={"dataset_id": dataset_id, **spec}).json()["id"]
-        whole = wait_until_done(c.http, whole_id, timeout_s=300)
-        assert whole["status"] == "succeeded", whole
+    c.start_worker()
+    dataset_id = c.http.post("/v1/datasets", files={"file": ("two.npz", buffer.getvalue())}).json()["id"]
+    whole_id = c.http.post("/v1/jobs", json={"dataset_id": dataset_id, **spec}).json()["id"]
+    whole = wait_until_done(c.http, whole_id, timeout_s=300)
+    assert whole["status"] == "succeeded", whole
 
-        job_id = c.http.post("/v1/jobs", json={"dataset_id": dataset_id, **spec}).json()["id"]
-        wait_for_epoch(c.http, job_id, 4, timeout_s=300)
-        c.workers[0].kill()
-        c.start_worker()
-        job = wait_until_done(c.http, job_id, timeout_s=300)
-        assert job["status"] == "succeeded", job
-        assert [a["outcome"] for a in job["attempts"]] == ["worker lost", "succeeded"]
-        resumed, uninterrupted = epoch_logs(c.http, job_id), epoch_logs(c.http, whole_id)
-        assert {"kind_accuracy", "size_mae", "val_kind_loss", "val_size_loss"} <= set(resumed[-1])
-        assert_same_losses(resumed, uninterrupted)
+    job_id = c.http.post("/v1/jobs", json={"dataset_id": dataset_id, **spec}).json()["id"]
+    wait_for_epoch(c.http, job_id, 4, timeout_s=300)
+    c.workers[0].kill()
+    c.start_worker()
+    job = wait_until_done(c.http, job_id, timeout_s=300)
+    assert job["status"] == "succeeded", job
+    assert [a["outcome"] for a in job["attempts"]] == ["worker lost", "succeeded"]
+    resumed, uninterrupted = epoch_logs(c.http, job_id), epoch_logs(c.http, whole_id)
+    assert {"kind_accuracy", "size_mae", "val_kind_loss", "val_size_loss"} <= set(resumed[-1])
+    assert_same_losses(resumed, uninterrupted)
