@@ -5,7 +5,7 @@ uvicorn command, access log included) and Epochly on PostgreSQL + Redis, while a
 the bearer header, in turn: the bare endpoint, `GET /v1/jobs/{id}`, `GET /v1/jobs/{id}/metrics?after=N`
 (N is the newest epoch when wrk starts, so it lags by up to 100 by the end), at 200 and at 50 connections; then `GET /v1/jobs?limit=50` over 50
 stored jobs of 300 epochs each. Targets: at 200 connections each job route ≥ 30 % of the bare
-req/s and the list ≥ 10 %; at 50 connections p99 ≤ 50 ms on both job routes; no non-2xx answers.
+req/s and the list ≥ 10 %; at 50 connections p99 ≤ 50 ms on both job routes; no non-2xx answer and none slower than 5 s from Epochly.
 Usage: python -m bench.pollers [--seconds 10] [--runs 3]
 """
 import argparse
@@ -48,7 +48,8 @@ def wrk(url: str, path: str, key: str, connections: int, seconds: int) -> tuple[
         script.write(LUA.format(key=key, path=path))
         script.flush()
         output = subprocess.run(
-            ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script.name, url],
+            # A request slower than 5 s is a failure (the issue's bound for any route), not wrk's default 2 s.
+            ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "--latency", "-s", script.name, url],
             capture_output=True, text=True, check=True,
         ).stdout
     return parse_wrk(output)
@@ -157,7 +158,8 @@ def main() -> None:
     def p99(name: str) -> float:
         return median([p for _, p, _ in figures[name]])
 
-    failed = sum(f for values in figures.values() for _, _, f in values)
+    # Epochly's answers only: the yardstick's own timeouts say nothing about the service.
+    failed = sum(f for name, values in figures.items() if not name.startswith("bare@") for _, _, f in values)
     share = {name: rate(f"{name}@200") / rate("bare@200") for name in ("job", "metrics", "list")}
     print(f"bare endpoint: {rate('bare@200'):.0f} req/s at 200 connections; job {share['job']:.0%}, "
           f"metrics {share['metrics']:.0%} (targets >= 30 %), list {share['list']:.0%} (target >= 10 %)")
