@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 
 from bench.common import median, report
-from bench.harness import ROOT, free_port, service
+from bench.harness import service
 from epochly_client.tutorial import TUTORIAL_JOB
 
 LUA = """
@@ -58,22 +58,9 @@ def wrk(url: str, path: str, key: str, connections: int, seconds: int) -> tuple[
 def bare_server(body_bytes: int, log: Path) -> tuple[subprocess.Popen, str]:
     """The bare app under the very command that serves Epochly's API (app/serve.py), access log
     included, its output going to a file as the harness sends the API's."""
-    from app.serve import api_command
+    from bench.asgi_servers import start  # that module measures with this one's wrk
 
-    port = free_port()
-    env = {**os.environ, "BARE_BODY_BYTES": str(body_bytes)}
-    command = api_command("127.0.0.1", port)
-    target = command.index("app.main:create_app")
-    command[target : target + 2] = ["bench.bare_app:app"]  # the app and its --factory flag
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            if httpx.get(f"{url}/bare", timeout=1).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise RuntimeError("the bare app did not start")
+    return start("uvicorn", "bench.bare_app:app", False, {**os.environ, "BARE_BODY_BYTES": str(body_bytes)}, log, "/bare", {})
 
 
 def store_finished_jobs(database_url: str, owner_name: str, dataset_id: str, count: int, epochs: int) -> None:
