@@ -15,9 +15,9 @@ from fastapi import FastAPI
 from app import logs
 from app.api import docs, problems
 from app.api.deps import SESSION_SLOTS, THREADS, VIEW_READ_THREADS
-from app.api.hot_reads import HotReads
+from app.api.hot_reads import EpochlyAPI, HotReads
 from app.api.metrics import RequestMetrics
-from app.api.middleware import JobLogContext, RateLimitHeaders
+from app.api.middleware import JobLogContext
 from app.api.routes import audit, datasets, events, health, inference, jobs, keys, metrics, owner_events, sweep_events, sweeps, ui
 from app.api.served_queues import ServedQueues
 from app.api.single_flight import SingleFlight
@@ -98,7 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.key_cache.clear()
             app.state.job_views.clear()
 
-    app = FastAPI(
+    app = EpochlyAPI(
         title="Epochly",
         version="0.1.0",
         description=DESCRIPTION,
@@ -130,11 +130,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.refusals = RefusalCounter()
     app.state.rate_limiter = make_rate_limiter(settings.resolved_broker_url, settings.rate_limit_per_min)
     app.state.hub.control_handlers.append(_on_control)
-    app.add_middleware(HotReads)
-    app.add_middleware(RateLimitHeaders)
     if settings.log_format == "json":
         app.add_middleware(JobLogContext)
     app.add_middleware(RequestMetrics)  # the outermost: it times everything inside
+    app.hot_reads = HotReads(json_logs=settings.log_format == "json")
     problems.install(app)
     docs.install(app)
     # JSON bodies (job specs) are small; the upload routes set their own, larger ceiling. Set per

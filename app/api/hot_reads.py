@@ -1,8 +1,9 @@
 """The polls that dashboards and scripts send thousands of times a second (GET /v1/jobs/{id}, its
-/metrics, a plain job list) dispatched before FastAPI's routing and dependency solving, which cost
-more than the answer itself (bench/poll_profile.py); and a job's event stream, whose request would
-otherwise hold FastAPI's per-request layers (exit stacks, body-limit wrappers) for its whole life:
-about half of what an idle stream costs.
+/metrics, a plain job list) and a job's event stream, answered at the application's front door:
+before FastAPI's own stack (its error middleware, body-size limit, routing and dependency solving),
+which costs more than a poll's answer (bench/poll_profile.py) and which an event stream would hold
+for its whole life, ten thousand times over. Only the middleware every response needs wraps them:
+the request metrics with the rate-limit headers, and with JSON logs the job's log context.
 
 Nothing is answered differently: the request is authenticated by the same `authenticate`, and the
 same route function builds the response. Only the simple shapes take this path (a well-formed job
@@ -16,12 +17,15 @@ from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl
 
+from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.deps import authenticate, bearer
+from app.api.metrics import RequestMetrics
+from app.api.middleware import JobLogContext
 from app.api.routes import events, jobs
 from app.models import Owner
 from app.specs import MAX_EPOCHS
@@ -32,6 +36,8 @@ JOB = re.compile(rf"/v1/jobs/({JOB_ID})")
 METRICS = re.compile(rf"/v1/jobs/({JOB_ID})/metrics")
 EVENTS = re.compile(rf"/v1/jobs/({JOB_ID})/events")
 LIST_LIMIT_MAX = 200
+# Where the front door leaves the matched handler for the request's answer, past the middleware.
+HANDLER = "epochly.hot_read"
 
 
 def _route(name: str) -> APIRoute:
@@ -57,13 +63,12 @@ def _query(scope: Scope, allowed: frozenset[str]) -> dict[str, str] | None:
 
 
 class HotReads:
-    """ASGI middleware, innermost of ours (RateLimitHeaders and the request metrics still wrap it)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    def __init__(self, json_logs: bool) -> None:
         self._routes = {name: _route(name) for name in ("get_job", "get_job_metrics", "list_jobs", "stream_job_events")}
+        self.app: ASGIApp = RequestMetrics(JobLogContext(_answer) if json_logs else _answer)
 
-    def _handler(self, scope: Scope) -> tuple[APIRoute, Handler] | None:
+    def match(self, scope: Scope) -> tuple[APIRoute, Handler] | None:
+        """The route and its handler when the request is one of the simple shapes served here."""
         if scope["type"] != "http" or scope["method"] != "GET" or scope.get("root_path"):
             return None
         path = scope["path"]
@@ -97,23 +102,41 @@ class HotReads:
             return self._routes["stream_job_events"], partial(_stream, match[1], query.get("after"))
         return None
 
+
+async def _answer(scope: Scope, receive: Receive, send: Send) -> None:
+    # Built in a call of its own: a stream's response runs for hours, and what built it (the
+    # request, the handler and its arguments) is gone by then.
+    response = await _response(scope, receive)
+    await response(scope, receive, send)
+
+
+async def _response(scope: Scope, receive: Receive) -> Response:
+    handler = scope.pop(HANDLER)
+    request = Request(scope, receive)
+    try:
+        key = await authenticate(request, await bearer(request))
+        return await handler(request, key.owner)
+    except Exception as exc:
+        exception_handler = _exception_handler(scope["app"], exc)
+        if exception_handler is None:
+            raise
+        return await exception_handler(request, exc)
+
+
+class EpochlyAPI(FastAPI):
+    """FastAPI, with the hot reads answered at its front door."""
+
+    hot_reads: HotReads
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        hot = self._handler(scope)
+        hot = self.hot_reads.match(scope)
         if hot is None:
-            await self.app(scope, receive, send)
+            await super().__call__(scope, receive, send)
             return
-        route, handler = hot
-        scope["route"] = route  # what FastAPI's routing would have set (the request metrics label by it)
-        request = Request(scope, receive)
-        try:
-            key = await authenticate(request, await bearer(request))
-            response = await handler(request, key.owner)
-        except Exception as exc:
-            exception_handler = _exception_handler(scope["app"], exc)
-            if exception_handler is None:
-                raise
-            response = await exception_handler(request, exc)
-        await response(scope, receive, send)
+        scope["app"] = self
+        # The route as FastAPI's routing would have set it (the request metrics label by it).
+        scope["route"], scope[HANDLER] = hot
+        await self.hot_reads.app(scope, receive, send)
 
 
 async def _stream(job_id: str, after: str | None, request: Request, owner: Owner) -> Response:

@@ -13,8 +13,7 @@ import json
 import os
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -81,52 +80,63 @@ def route_template(scope: Scope) -> str:
 
 
 class RequestMetrics:
-    """Plain ASGI middleware timing each request to its response's first byte. The labelled child is
-    looked up once per (method, route, status), so a request pays one dict lookup and one observe."""
+    """Plain ASGI middleware for what happens at a response's first byte: the request is timed to it
+    (by method, route template and status) and the RateLimit-* headers that auth left in the
+    request's state are added to it (errors included: a 404 or a 429 tells the client where it
+    stands too). One slotted object per request does both; an event stream holds it for its life."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._children: dict[tuple[str, str, int], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        start = time.perf_counter()
-        answered = False
-
-        async def timed_send(message: Message) -> None:
-            nonlocal answered
-            if not answered and message["type"] == "http.response.start":
-                answered = True
-                self._observe(scope, message["status"], time.perf_counter() - start)
-            await send(message)
-
+        first_byte = _FirstByte(scope, send)
         try:
-            await self.app(scope, receive, timed_send)
+            await self.app(scope, receive, first_byte.send)
         except BaseException:
-            if not answered:  # the server answers 500 for an error that escaped every handler
-                self._observe(scope, 500, time.perf_counter() - start)
+            if not first_byte.answered:  # the server answers 500 for an error that escaped every handler
+                _observe(scope, 500, time.perf_counter() - first_byte.start)
             raise
 
-    def _observe(self, scope: Scope, status: int, seconds: float) -> None:
-        method = scope["method"] if scope["method"] in METHODS else "other"
-        key = (method, route_template(scope), status)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = REQUEST_SECONDS.labels(*key)
-        child.observe(seconds)
+
+class _FirstByte:
+    __slots__ = ("answered", "downstream", "scope", "start")
+
+    def __init__(self, scope: Scope, downstream: Send) -> None:
+        self.scope = scope
+        self.downstream = downstream
+        self.start = time.perf_counter()
+        self.answered = False
+
+    async def send(self, message: Message) -> None:
+        if not self.answered and message["type"] == "http.response.start":
+            self.answered = True
+            verdict = self.scope.get("state", {}).get("ratelimit")
+            if verdict is not None:
+                message["headers"] = [*message.get("headers", []), *verdict.headers()]
+            _observe(self.scope, message["status"], time.perf_counter() - self.start)
+        await self.downstream(message)
 
 
-@contextmanager
-def open_stream(scope: Scope) -> Iterator[None]:
-    """Counts an event stream as open while the block runs."""
-    gauge = OPEN_STREAMS.labels(route_template(scope))
-    gauge.inc()
-    try:
-        yield
-    finally:
-        gauge.dec()
+# The labelled histogram children, looked up once per (method, route, status): a request pays one
+# dict lookup and one observe.
+_request_seconds: dict[tuple[str, str, int], Any] = {}
+
+
+def _observe(scope: Scope, status: int, seconds: float) -> None:
+    method = scope["method"] if scope["method"] in METHODS else "other"
+    key = (method, route_template(scope), status)
+    child = _request_seconds.get(key)
+    if child is None:
+        child = _request_seconds[key] = REQUEST_SECONDS.labels(*key)
+    child.observe(seconds)
+
+
+def open_streams(scope: Scope) -> Any:
+    """The gauge of open event streams of the request's route: up while one is open."""
+    return OPEN_STREAMS.labels(route_template(scope))
 
 
 def read_database_metrics(session_factory: sessionmaker[Session], celery: Celery, settings: Settings) -> list[Metric]:

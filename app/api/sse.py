@@ -11,7 +11,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from app.api.metrics import open_stream
+from app.api.metrics import open_streams
 
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -27,34 +27,39 @@ class EventStream(Response):
         self.init_headers({**HEADERS, **(headers or {})})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        with open_stream(scope):
+        open_now = open_streams(scope)
+        open_now.inc()
+        try:
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            # What the disconnect callback needs lives on the response, not in a closure: one idle
+            # stream among ten thousand holds a bound method, not a function and its cells.
             task = asyncio.current_task()
             assert task is not None
-            client_gone = False
-
-            def on_disconnect(_: object) -> None:
-                nonlocal client_gone
-                if streaming:  # the callback runs a loop turn later: the stream may have ended since
-                    client_gone = True
-                    task.cancel()
-
-            streaming = True
+            self._task = task
+            self._client_gone = False
+            self._streaming = True
             listener = asyncio.ensure_future(_disconnect(receive))
-            listener.add_done_callback(on_disconnect)
+            listener.add_done_callback(self._on_disconnect)
             try:
                 async for chunk in self.frames:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
             except asyncio.CancelledError:
                 # The client left: the stream is over, not the server. Any other cancellation goes on.
-                if not client_gone or task.uncancel() > 0:
+                if not self._client_gone or self._task.uncancel() > 0:
                     raise
             finally:
-                streaming = False
+                self._streaming = False
                 listener.cancel()
                 if isinstance(self.frames, AsyncGenerator):  # its cleanup (unsubscribing) runs now, not at GC
                     await self.frames.aclose()
+        finally:
+            open_now.dec()
+
+    def _on_disconnect(self, _: object) -> None:
+        if self._streaming:  # the callback runs a loop turn later: the stream may have ended since
+            self._client_gone = True
+            self._task.cancel()
 
 
 async def _disconnect(receive: Receive) -> None:

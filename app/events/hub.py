@@ -123,8 +123,11 @@ class EventHub:
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
         # Open streams by the key that opened them, so a revoked key's streams can be closed.
         self._key_streams: dict[str, set[Subscription]] = defaultdict(set)
-        # Subscriptions made so far: a read that began at count n can serve streams subscribed by then.
-        self.subscriptions = 0
+        # Job messages dispatched so far. A database read begun at count n holds everything dispatched
+        # before it; a stream subscribed while the count is still n gets everything after it live.
+        # So the read can serve that stream too: ten thousand streams opening on a quiet job share a
+        # few reads, not one each.
+        self.dispatched = 0
 
     def track_key(self, key_id: str, inbox: Subscription) -> None:
         self._key_streams[key_id].add(inbox)
@@ -147,7 +150,6 @@ class EventHub:
     def subscribe(self, job_id: str) -> Subscription:
         inbox = Subscription()
         self._subscribers[job_id].add(inbox)
-        self.subscriptions += 1
         return inbox
 
     def unsubscribe(self, job_id: str, inbox: Subscription) -> None:
@@ -156,7 +158,6 @@ class EventHub:
     def subscribe_owner(self, owner_id: str) -> Subscription:
         inbox = Subscription()
         self._owner_subscribers[owner_id].add(inbox)
-        self.subscriptions += 1
         return inbox
 
     def unsubscribe_owner(self, owner_id: str, inbox: Subscription) -> None:
@@ -195,6 +196,7 @@ class EventHub:
 
     def dispatch(self, message: dict[str, Any]) -> None:
         job_id = message["job_id"]
+        self.dispatched += 1
         for listener in self.listeners:
             listener(message)
         if message.get("type") == "progress":

@@ -117,7 +117,7 @@ def test_a_cancellation_that_is_not_the_clients_goes_on():
     assert closed == [True]
 
 
-def test_streams_at_the_same_position_share_one_backlog_read_but_not_with_a_later_subscriber(
+def test_streams_at_the_same_position_share_one_backlog_read_until_the_hub_dispatches_again(
     client, example_dataset, monkeypatch
 ):
     job_id = client.post("/v1/jobs", json=tutorial_job(example_dataset["id"])).json()["id"]
@@ -134,20 +134,28 @@ def test_streams_at_the_same_position_share_one_backlog_read_but_not_with_a_late
     monkeypatch.setattr(events.job_service, "stream_backlog", counted)
 
     async def scenario() -> list[tuple[str, bytes, bool]]:
-        state.hub.subscribe(job_id)
-        state.hub.subscribe(job_id)
-        cursors = [events.Cursor(None) for _ in range(3)]
-        first = [asyncio.ensure_future(events._backlog(state, owner_id, job_id, c)) for c in cursors[:2]]
+        cursors = [events.Cursor(None) for _ in range(4)]
+        opened = []
+        for cursor in cursors[:2]:
+            state.hub.subscribe(job_id)
+            opened.append(asyncio.ensure_future(events._backlog(state, owner_id, job_id, cursor)))
         await asyncio.sleep(0)  # both have asked: one read is under way
-        state.hub.subscribe(job_id)  # subscribed after that read began: it may have missed a message
-        late = asyncio.ensure_future(events._backlog(state, owner_id, job_id, cursors[2]))
-        results = await asyncio.gather(*first, late)
+        # Subscribed after that read began, but nothing was dispatched since: the read serves it too.
+        state.hub.subscribe(job_id)
+        opened.append(asyncio.ensure_future(events._backlog(state, owner_id, job_id, cursors[2])))
+        await asyncio.sleep(0)
+        # A message dispatched while the read runs may be one the read missed and a stream that
+        # subscribes now never receives: that stream reads for itself.
+        state.hub.dispatch({"type": "progress", "job_id": "job_" + "0" * 32, "epoch": 1, "batch": 1, "batches": 2})
+        state.hub.subscribe(job_id)
+        opened.append(asyncio.ensure_future(events._backlog(state, owner_id, job_id, cursors[3])))
+        results = await asyncio.gather(*opened)
         assert len({c.id() for c in cursors}) == 1
         return results
 
     results = client.portal.call(scenario)
     assert len(reads) == 2
-    assert results[0] == results[1] == results[2]
+    assert results[0] == results[1] == results[2] == results[3]
     assert results[0][1].startswith(b"event: status\nid: ") and results[0][0] == "queued"
 
 

@@ -156,8 +156,10 @@ async def _backlog(state: Any, owner_id: str, job_id: str, cursor: Cursor) -> tu
     long finished job never holds its whole history), framed, and whether it reached the end.
 
     A status change wakes every stream of the job at once, all at the same position: they share one
-    read and its frames. Only streams that were all subscribed when the read began share it (the
-    hub's subscription count is in the key), so none can miss what was published before it joined."""
+    read and its frames, and so do streams opening meanwhile. A read is shared only until the hub
+    dispatches another message (the hub's count is in the key): a stream that subscribed after the
+    read began can then miss nothing, since what the read did not see was dispatched after it
+    subscribed."""
     start = Cursor(cursor.id())
 
     def read() -> tuple[str, bytes, Cursor, bool]:
@@ -175,7 +177,7 @@ async def _backlog(state: Any, owner_id: str, job_id: str, cursor: Cursor) -> tu
             frames.append(frame(message["type"], start.id(), encoded_data(message)))
         return status, b"".join(frames), start, complete
 
-    key = ("backlog", job_id, owner_id, cursor.seq, cursor.epoch, state.hub.subscriptions)
+    key = ("backlog", job_id, owner_id, cursor.seq, cursor.epoch, state.hub.dispatched)
     status, frames, reached, complete = await state.single_flight(key, lambda: run_in_threadpool(read))
     cursor.seq, cursor.epoch = reached.seq, reached.epoch
     return status, frames, complete
