@@ -16,6 +16,7 @@ loaded whole, read here as RSS growth <= 0.1x its file size. Medians of --runs r
 Usage: python -m bench.ingest [--rows 5000000] [--npz-gb 2] [--runs 3]
 """
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -103,10 +104,8 @@ def upload_once(path: Path, filename: str, media_type: str) -> tuple[float, int,
     """One upload on a fresh service: (seconds, API peak RSS growth in bytes, the 201 body)."""
     with service("embedded", workers=0) as live:
         pid = api_pid(live)
-        try:
+        with contextlib.suppress(OSError):
             Path(f"/proc/{pid}/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-        except OSError:
-            pass
         before = status_kib(pid, "VmRSS")
         with path.open("rb") as f, httpx.Client(base_url=live.url, headers=live.headers, timeout=None) as client:
             t0 = time.perf_counter()

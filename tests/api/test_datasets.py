@@ -90,7 +90,7 @@ def test_side_effects_example_matches_the_tutorial(client, settings):
     from app.ingest import load_arrays
 
     x, y = load_arrays(settings.datasets_dir, stored_entries(settings)[0])
-    assert 13 <= x.min() and x.max() <= 100
+    assert x.min() >= 13 and x.max() <= 100
     old = x[:, 0] >= 65
     # All but the tutorial's 100 outliers follow the rule "older patients have side effects".
     assert int(np.sum((y == 1) == old)) == 2000

@@ -1,7 +1,6 @@
 """Issue 11 through a real worker: a validation dataset, callbacks as data (stop_reason, best_epoch,
 best, learning rates in rows), class weights, and how the API, stream, log and CLI report them."""
 import io
-import json
 import os
 import subprocess
 import sys

@@ -71,7 +71,7 @@ def test_every_move_in_the_table_is_made_and_every_other_refused(session_factory
 
 def test_only_a_requeue_leads_back_to_queued_and_final_statuses_lead_nowhere():
     assert lifecycle.sources(JobStatus.QUEUED) == {JobStatus.RUNNING}
-    assert TERMINAL == {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
+    assert {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED} == TERMINAL
     assert all(not ALLOWED[s] for s in TERMINAL)
 
 

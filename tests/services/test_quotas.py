@@ -5,7 +5,6 @@ import io
 import threading
 
 import numpy as np
-import pytest
 
 from app.db import session_scope
 from app.errors import PayloadTooLarge

@@ -1,6 +1,7 @@
 """Callbacks as data, the best epoch, learning rates in rows, a validation dataset and class weights,
 trained in-process."""
 import copy
+import itertools
 
 import keras
 import numpy as np
@@ -8,8 +9,8 @@ import pydantic
 import pytest
 
 from app.specs import FitSpec, TrainingSpec
-from app.training.builder import build_model, compile_model
 from app.storage import LocalStore
+from app.training.builder import build_model, compile_model
 from app.training.checkpoint import Checkpoint
 from app.training.trainer import EpochReporter, Outcome, train
 from app.training.validate import check_spec
@@ -98,7 +99,7 @@ def test_each_row_holds_the_learning_rate_it_trained_with_so_a_plateau_cut_shows
     rates = [r[1]["learning_rate"] for r in rows]
     assert rates[0] == pytest.approx(0.05)
     assert min(rates) < 0.05  # cut at least once
-    assert all(b in (pytest.approx(a), pytest.approx(a * 0.5)) for a, b in zip(rates, rates[1:]))
+    assert all(b in (pytest.approx(a), pytest.approx(a * 0.5)) for a, b in itertools.pairwise(rates))
 
 
 def test_restore_best_weights_leaves_the_best_epochs_weights_in_the_saved_model(noisy, tmp_path):
