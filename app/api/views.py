@@ -3,8 +3,10 @@ event bus that carries every change of a job, instead of a database round trip p
 
 A job's rendered body is cached until a status event or a "changed" one (a cancel request) arrives.
 An epoch event, or ACTIVE_TTL_S passing for an active job (its heartbeat moves without an event),
-only makes it stale: it is still served while one read refreshes it in the background, so pollers
-of a training job never wait for the database at every epoch. A job's newest epoch rows are kept as
+only makes it stale: for STALE_SERVED_S it is still served while one read refreshes it in the
+background, so pollers of a training job never wait for the database at every epoch. Past that
+nobody has asked for a while, and the next poll waits for the read: a script that polls every ten
+seconds sees the job as it is, not as it was at its last poll. A job's newest epoch rows are kept as
 a window that epoch events extend; a gap (a lost message) drops the window, and the next read
 refills it from the database. The ids of a list page
 are kept until any job's status changes (a new job is a status event too), and PAGE_TTL_S at most.
@@ -33,6 +35,8 @@ from app.repositories.pagination import Page
 
 # Active jobs change without events (heartbeats), so their bodies are re-read this often at most.
 ACTIVE_TTL_S = 2.0
+# How long a stale body may still be served while its refresh runs.
+STALE_SERVED_S = 0.5
 MAX_JOBS = 10_000
 # Epoch rows kept per job: enough for pollers that lag by a few hundred epochs.
 WINDOW_ROWS = 2_000
@@ -60,7 +64,12 @@ class JobEntry:
     refresh_at: float | None
     queue: str
     read_since: int  # the clock when the read that made it began
-    stale: bool = False
+    # When an epoch event or ACTIVE_TTL_S made it stale (JobViews' clock); None while current.
+    stale_since: float | None = None
+
+    @property
+    def stale(self) -> bool:
+        return self.stale_since is not None
 
     def render(self, progress: dict[str, Any] | None, served_queues: Collection[str] | None) -> bytes:
         """The body, with the in-epoch position while it runs and, while it waits in a queue that no
@@ -138,12 +147,16 @@ class JobViews:
         return self._tick
 
     def job(self, job_id: str) -> JobEntry | None:
-        """The job as last read; check `stale` before relying on it being current."""
+        """The job as last read, unless it has been stale for longer than STALE_SERVED_S; check
+        `stale` before relying on it being current."""
         entry = self._jobs.get(job_id)
         if entry is None:
             return None
-        if entry.refresh_at is not None and entry.refresh_at <= self._clock():
-            entry.stale = True
+        now = self._clock()
+        if entry.stale_since is None and entry.refresh_at is not None and entry.refresh_at <= now:
+            entry.stale_since = entry.refresh_at
+        if entry.stale_since is not None and now - entry.stale_since > STALE_SERVED_S:
+            return None
         self._jobs.move_to_end(job_id)
         return entry
 
@@ -210,8 +223,8 @@ class JobViews:
             epoch = message.get("epoch")
             if isinstance(epoch, int) and epoch > self._announced.get(job_id, 0):
                 _remember(self._announced, job_id, epoch)
-            if (entry := self._jobs.get(job_id)) is not None:
-                entry.stale = True
+            if (entry := self._jobs.get(job_id)) is not None and entry.stale_since is None:
+                entry.stale_since = self._clock()
             self._extend(job_id, message)
             return
         _remember(self._touched, job_id, self._tick)

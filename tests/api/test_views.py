@@ -4,7 +4,7 @@ import asyncio
 
 from fastapi.concurrency import run_in_threadpool
 
-from app.api.views import PAGE_TTL_S, JobViews, ReadYourWrites
+from app.api.views import ACTIVE_TTL_S, PAGE_TTL_S, STALE_SERVED_S, JobViews, ReadYourWrites
 from app.repositories.pagination import Page
 
 QUERY = ("owner_a", None, None, None, None, 50)
@@ -97,6 +97,22 @@ def test_an_epoch_makes_a_job_stale_but_still_served_and_a_status_change_drops_i
     assert views.job("job_a").stale
     views.on_event({"type": "status", "job_id": "job_a", "status": "succeeded"})
     assert views.job("job_a") is None  # never served again: the next read waits for the database
+
+
+def test_a_job_stale_for_longer_than_a_busy_pollers_gap_is_read_again_before_it_is_served():
+    clock = Clock()
+    views = JobViews(clock)
+    views.keep_job(_job_read("running", 3), "owner_a", views.tick())
+    views.on_event({"type": "epoch", "job_id": "job_a", "epoch": 4})
+    clock.now += STALE_SERVED_S / 2
+    views.on_event({"type": "epoch", "job_id": "job_a", "epoch": 5})  # stale since epoch 4, not 5
+    assert views.job("job_a").epochs_completed == 3  # a busy poller's refresh is under way
+    clock.now += STALE_SERVED_S
+    assert views.job("job_a") is None  # nobody asked for a while: the poll waits for the read
+    views.keep_job(_job_read("running", 5), "owner_a", views.tick())
+    assert views.job("job_a").epochs_completed == 5 and not views.job("job_a").stale
+    clock.now += ACTIVE_TTL_S + 2 * STALE_SERVED_S  # the heartbeat's TTL, then the grace, with no poll
+    assert views.job("job_a") is None
 
 
 def test_a_read_overtaken_by_an_epoch_is_kept_only_if_it_holds_that_epoch():

@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import threading
+import time
 
 import httpx
 import pytest
@@ -50,6 +51,20 @@ def test_what_pollers_see_only_moves_forward(live, service):
     for poller in pollers:
         poller.join(timeout=180)
     assert not problems, problems[:5]
+    assert wait_until_done(live, job_id)["status"] == "succeeded"
+
+
+def test_a_poll_after_a_quiet_while_sees_every_epoch_written_meanwhile(live):
+    """A slow poller (a script checking every few seconds) is not served the job as it was at its
+    last poll, while /metrics, fed by the bus, already shows the epochs since."""
+    dataset = live.post("/v1/datasets/examples/side-effects").json()
+    job_id = live.post("/v1/jobs", json=tutorial(dataset["id"], epochs=60, batch_size=64)).json()["id"]
+    while live.get(f"/v1/jobs/{job_id}").json()["epochs_completed"] < 2:  # the process now holds the job
+        time.sleep(0.05)
+    time.sleep(1.5)
+    rows = live.get(f"/v1/jobs/{job_id}/metrics").json()["epochs"]
+    job = live.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == "succeeded" or job["epochs_completed"] >= len(rows) > 2, (job["epochs_completed"], len(rows))
     assert wait_until_done(live, job_id)["status"] == "succeeded"
 
 
