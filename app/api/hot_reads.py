@@ -63,6 +63,8 @@ def _query(scope: Scope, allowed: frozenset[str]) -> dict[str, str] | None:
 
 
 class HotReads:
+    """The front door's two halves: `match` picks the requests it answers, `app` answers them."""
+
     def __init__(self, json_logs: bool) -> None:
         self._routes = {name: _route(name) for name in ("get_job", "get_job_metrics", "list_jobs", "stream_job_events")}
         self.app: ASGIApp = RequestMetrics(JobLogContext(_answer) if json_logs else _answer)
