@@ -105,6 +105,9 @@ CompileLoss = Annotated[
 ]
 
 
+CompileMetrics = list[str | NamedObjectSpec] | dict[str, list[str | NamedObjectSpec]]
+
+
 class CompileSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": TUTORIAL_COMPILE})
 
@@ -113,10 +116,25 @@ class CompileSpec(BaseModel):
         description='A name ("mse") or {"type": ..., **kwargs}; or, for a model with several outputs, one of those '
         'per output name: {"out_a": "sparse_categorical_crossentropy", "out_b": "mse"}.'
     )
-    metrics: list[str | NamedObjectSpec] | dict[str, list[str | NamedObjectSpec]] = Field(
+    metrics: CompileMetrics = Field(
         default_factory=list,
         max_length=50,
         description='Metrics for every output, or a list per output name: {"out_a": ["accuracy"], "out_b": ["mae"]}.',
+    )
+    weighted_metrics: CompileMetrics = Field(
+        default_factory=list,
+        max_length=50,
+        description="Metrics weighted by the samples' weights (`fit.class_weight`), in the same forms as `metrics`.",
+    )
+    loss_weights: (
+        list[Annotated[float, Field(ge=0, allow_inf_nan=False)]]
+        | dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]]
+        | None
+    ) = Field(
+        default=None,
+        max_length=1000,
+        description='How much each output\'s loss counts in the total, as in Keras: {"out_a": 1.0, "out_b": 0.2}, '
+        "or a list in the order of the model's outputs.",
     )
 
 

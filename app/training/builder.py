@@ -81,19 +81,42 @@ def compile_model(model: keras.Model, spec: CompileSpec, **compile_kwargs: Any) 
         loss: Any = {name: _loss(value, f"compile.loss.{name}") for name, value in spec.loss.items()}
     else:
         loss = _loss(spec.loss)
-    if isinstance(spec.metrics, dict):
-        _check_output_names("compile.metrics", spec.metrics, model)
-        metrics: Any = {
-            name: [_metric(metric, f"compile.metrics.{name}[{index}]") for index, metric in enumerate(values)]
-            for name, values in spec.metrics.items()
+    if isinstance(spec.loss_weights, dict):
+        _check_output_names("compile.loss_weights", spec.loss_weights, model)
+    elif spec.loss_weights is not None and len(spec.loss_weights) != len(model.outputs):
+        raise SpecError(
+            "compile.loss_weights",
+            f"{len(spec.loss_weights)} weights for a model with {len(model.outputs)} outputs ({', '.join(output_names(model))})",
+        )
+    try:
+        model.compile(
+            optimizer=_optimizer(spec.optimizer),
+            loss=loss,
+            loss_weights=spec.loss_weights,
+            metrics=_metrics("compile.metrics", spec.metrics, model),
+            weighted_metrics=_metrics("compile.weighted_metrics", spec.weighted_metrics, model),
+            **compile_kwargs,
+        )
+    except SpecError:
+        raise
+    except Exception as exc:  # Keras' own refusal of a combination it cannot compile
+        raise SpecError("compile", f"Keras could not compile the model: {clean_error(exc)}") from None
+
+
+def _metrics(path: str, spec: Any, model: keras.Model) -> Any:
+    if isinstance(spec, dict):
+        _check_output_names(path, spec, model)
+        return {
+            name: [_metric(metric, f"{path}.{name}[{index}]") for index, metric in enumerate(values)]
+            for name, values in spec.items()
         }
-    else:
-        metrics = [_metric(metric, f"compile.metrics[{index}]") for index, metric in enumerate(spec.metrics)]
-    model.compile(optimizer=_optimizer(spec.optimizer), loss=loss, metrics=metrics, **compile_kwargs)
+    return [_metric(metric, f"{path}[{index}]") for index, metric in enumerate(spec)]
 
 
 def output_names(model: keras.Model) -> list[str]:
-    return [str(name) for name in model.output_names]
+    """The names Keras gives the model's outputs: its output layers' names. Functional models list
+    them as `output_names`; a Sequential has no such attribute, and its one output is its last layer's."""
+    return [str(tensor._keras_history.operation.name) for tensor in model.outputs]
 
 
 def check_outputs(model: keras.Model, y_names: Sequence[str] | None) -> None:
@@ -142,10 +165,13 @@ def _model_from_keras_json_named(config: dict[str, Any], shapes: dict[str, tuple
     return model
 
 
-def _rebuild(config: dict[str, Any]) -> keras.Model:
+def _rebuild(config: dict[str, Any], x_shape: tuple[int, ...] | None = None) -> keras.Model:
+    """`x_shape` builds a Sequential that declares no input shape, as Keras' own first `fit` would."""
     _refuse_unsafe("model.keras_json", config)
     try:
         model = keras.models.model_from_json(json.dumps(config))
+        if isinstance(model, keras.Sequential) and not model.built and x_shape is not None:
+            model.build((None, *x_shape))
     except Exception as exc:
         raise SpecError("model.keras_json", f"Keras could not rebuild the model: {clean_error(exc)}") from None
     if not getattr(model, "inputs", None):
@@ -186,7 +212,7 @@ def _model_from_layers(
 
 
 def _model_from_keras_json(config: dict[str, Any], x_shape: tuple[int, ...], normalizer: Any) -> keras.Model:
-    model = _rebuild(config)
+    model = _rebuild(config, x_shape)
     if len(model.inputs) != 1:
         names = ", ".join(str(t.name) for t in model.inputs)
         raise SpecError(

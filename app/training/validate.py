@@ -1,5 +1,6 @@
 """Submit-time check of a spec against real Keras, run in the spec-check helper process."""
 
+import logging
 from typing import Any
 
 import keras
@@ -9,6 +10,8 @@ from app.named_arrays import Arrays, for_keras, sample_shapes
 from app.specs import NamedObjectSpec, TrainingSpec
 from app.training.builder import SpecError, build_model, check_outputs, clean_error, compile_model
 from app.training.callbacks import make_callback
+
+logger = logging.getLogger(__name__)
 
 
 def check_spec(
@@ -38,6 +41,10 @@ def check_spec(
             _check_reported(spec, set(logs), objective, "objective.metric")
     except SpecError as exc:
         return [{"path": exc.path, "message": exc.message}]
+    except Exception as exc:
+        # Keras raising where no narrower check caught it: still the spec's fault, never the server's.
+        logger.warning("spec check: Keras raised outside any narrower check", exc_info=True)
+        return [{"path": "model", "message": f"Keras could not build this model: {type(exc).__name__}: {clean_error(exc)}"}]
     finally:
         # No forced gc.collect(): it was 70 % of a check's time; Python's collector still runs on its own.
         keras.backend.clear_session(free_memory=False)
