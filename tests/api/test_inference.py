@@ -149,6 +149,16 @@ def test_predict_files_in_and_out(served):
     }
 
 
+def test_predict_file_answers_an_upload_as_predict_does(served):
+    client, job = served["client"], served["job"]
+    upload = {"file": ("ages.csv", b"age\n20\n90\n")}
+    by_file = client.post(f"/v1/jobs/{job}/predict/file", files=upload, data={"format": "npy"})
+    assert by_file.status_code == 200 and by_file.headers["content-type"] == "application/octet-stream"
+    assert by_file.content == client.post(f"/v1/jobs/{job}/predict", files=upload, data={"format": "npy"}).content
+    missing = client.post(f"/v1/jobs/{job}/predict/file", json={"inputs": [[20.0]]})
+    assert missing.status_code == 422 and missing.json()["errors"][0]["path"] == "file"
+
+
 def test_a_json_body_over_max_request_bytes_is_413(served):
     rows = [[1.0]] * 200_000  # ~1.4 MB of JSON; files take big batches
     response = served["client"].post(f"/v1/jobs/{served['job']}/predict", json={"inputs": rows})

@@ -31,10 +31,13 @@ _CACHE_HEADER_DOC = {
     }
 }
 _MEDIA = {"npy": "application/octet-stream", "npz": "application/octet-stream", "csv": "text/csv"}
-_PREDICT_BODY = {
+# /predict declares its JSON body and /predict/file its multipart one: one media type per operation.
+# A generated client (openapi-python-client 0.29) of an operation with two body media types does not
+# import (`NameError: Unset`). /predict still takes an upload too, as it always has.
+_PREDICT_JSON_BODY = {"required": True, "content": {"application/json": {"schema": PredictRequest.model_json_schema()}}}
+_PREDICT_FILE_BODY = {
     "required": True,
     "content": {
-        "application/json": {"schema": PredictRequest.model_json_schema()},
         "multipart/form-data": {
             "schema": {
                 "type": "object",
@@ -56,6 +59,10 @@ _PREDICT_BODY = {
             }
         },
     },
+}
+_FILE_CONTENT = {
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    "text/csv": {"schema": {"type": "string"}},
 }
 
 
@@ -94,17 +101,15 @@ def evaluate_job(
         200: {
             "description": "JSON predictions for JSON inputs; for a dataset_id or an uploaded file, a CSV, or a .npy (a .npz with one array per output name when the model has several outputs)",
             "headers": _CACHE_HEADER_DOC,
-            "content": {
-                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-                "text/csv": {"schema": {"type": "string"}},
-            },
+            "content": _FILE_CONTENT,
         },
     },
-    openapi_extra={"requestBody": _PREDICT_BODY},
+    openapi_extra={"requestBody": _PREDICT_JSON_BODY},
     max_body_size=UPLOAD_BODY_CEILING,
     summary="Predict with the trained model: JSON rows in, JSON out; or a dataset_id / .npz / CSV in, .npy or CSV out",
     description="Inputs are raw features: any scaling (`fit.normalize`) is inside the model. JSON inputs are checked "
-    "before the model runs; a bad row is a 422 naming it (`inputs[3]`, `inputs.age[2]`).",
+    "before the model runs; a bad row is a 422 naming it (`inputs[3]`, `inputs.age[2]`). A multipart upload is "
+    "accepted here too, as on `/predict/file`.",
 )
 async def predict_job(
     job_id: str,
@@ -135,6 +140,32 @@ async def predict_job(
         owner_id=owner.id,
     )
     return _file_response(job_id, result)
+
+
+@router.post(
+    "/{job_id}/predict/file",
+    response_class=FileResponse,
+    responses={
+        **problems(404, 409, 422),
+        200: {
+            "description": "The predictions as a .npy (a .npz with one array per output name when the model has several outputs), or a CSV",
+            "headers": _CACHE_HEADER_DOC,
+            "content": _FILE_CONTENT,
+        },
+    },
+    openapi_extra={"requestBody": _PREDICT_FILE_BODY},
+    max_body_size=UPLOAD_BODY_CEILING,
+    summary="Predict on an uploaded .npz, .npy or CSV file of raw features: a .npy or CSV out",
+)
+async def predict_job_file(
+    job_id: str,
+    request: Request,
+    owner: OwnerDep,
+    session_factory: SessionFactoryDep,
+    settings: SettingsDep,
+    predictor: PredictorDep,
+) -> Response:
+    return await _predict_upload(job_id, request, owner.id, session_factory, settings, predictor)
 
 
 async def _json_payload(request: Request, limit: int) -> PredictRequest:

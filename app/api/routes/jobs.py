@@ -51,6 +51,7 @@ JOB_ID_OPERATIONS = (
     "stream_job_events",
     "evaluate_job",
     "predict_job",
+    "predict_job_file",
 )
 
 
