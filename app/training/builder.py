@@ -169,7 +169,7 @@ def _rebuild(config: dict[str, Any], x_shape: tuple[int, ...] | None = None) -> 
     """`x_shape` builds a Sequential that declares no input shape, as Keras' own first `fit` would."""
     _refuse_unsafe("model.keras_json", config)
     try:
-        model = keras.models.model_from_json(json.dumps(config))
+        model = keras.models.model_from_json(json.dumps(_without_build_records(config, top=True)))
         if isinstance(model, keras.Sequential) and not model.built and x_shape is not None:
             model.build((None, *x_shape))
     except Exception as exc:
@@ -177,6 +177,21 @@ def _rebuild(config: dict[str, Any], x_shape: tuple[int, ...] | None = None) -> 
     if not getattr(model, "inputs", None):
         raise SpecError("model.keras_json", "the model has no defined input shape; give it an Input layer")
     return model
+
+
+def _without_build_records(node: Any, top: bool = False) -> Any:
+    """The config without the input shapes `to_json()` recorded for each inner layer: the model's own
+    graph builds every layer again, and a stale record would refuse a spec whose widths were edited
+    (a sweep searching `…config.units` changes the shape the next layer takes)."""
+    if isinstance(node, list):
+        return [_without_build_records(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    return {
+        key: _without_build_records(value)
+        for key, value in node.items()
+        if top or key != "build_config" or "class_name" not in node
+    }
 
 
 def _model_from_layers(
