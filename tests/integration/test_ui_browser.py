@@ -1,14 +1,17 @@
 """The /ui dashboard in a real browser: the system's Chromium driven by Playwright, against a live
 API, scheduler and worker (embedded back end). Nothing is downloaded at test time."""
 
+import io
 import os
 import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from app.admin import create_api_key
 from app.lifecycle import TERMINAL, JobStatus
 from tests.integration.test_training_e2e import tutorial, wait_until_done
 
@@ -377,3 +380,185 @@ def test_the_sweep_page_polls_when_its_stream_is_unavailable(page, live, dataset
     page.wait_for_selector("#curves[data-series='2'][data-epochs='3']")
     assert page.locator("#leaderboard tbody tr[data-epochs='3']").count() == 2
     assert page.evaluate("window.__sameDocument") is True
+
+
+# ---- page states, the remembered key, small values on charts ----------------------------------
+
+
+def gpu_queued(live, dataset_id: str) -> str:
+    """A job that stays queued: the service's one worker does not consume queue `gpu`."""
+    return live.post("/v1/jobs", json={**tutorial(dataset_id, epochs=2), "queue": "gpu"}).json()["id"]
+
+
+def diverging(live) -> dict:
+    """A job that fails in its first epoch (NonFiniteLoss), before any epoch row."""
+    buffer = io.BytesIO()
+    rng = np.random.default_rng(0)
+    np.savez(buffer, x=rng.normal(size=(64, 4)).astype(np.float32) * 1e3, y=rng.normal(size=(64,)).astype(np.float32) * 1e3)
+    dataset = live.post("/v1/datasets", files={"file": ("big.npz", buffer.getvalue())}).json()
+    return {
+        "dataset_id": dataset["id"],
+        "model": {"layers": [{"type": "Dense", "units": 8}, {"type": "Dense", "units": 1}]},
+        "compile": {"optimizer": {"type": "SGD", "learning_rate": 1e6}, "loss": "mse"},
+        "fit": {"epochs": 5, "batch_size": 8},
+    }
+
+
+NOTHING_PRINTED = re.compile(r"\b(null|undefined)\b")
+
+
+def test_a_queued_job_page_has_its_loss_chart_at_0_epochs_from_the_start(page, live, dataset_id):
+    job_id = gpu_queued(live, dataset_id)
+    try:
+        page.goto(f"/ui/jobs/{job_id}")
+        page.wait_for_selector(f"body[data-status='{JobStatus.QUEUED}']")
+        # The job can never run here, so the chart is there before any epoch, not because of one.
+        page.wait_for_selector(".chart[data-metric=loss][data-epochs='0']", timeout=10_000)
+    finally:
+        live.post(f"/v1/jobs/{job_id}/cancel")
+    page.wait_for_selector(f"body[data-status='{JobStatus.CANCELLED}']")
+    assert page.locator(".chart[data-metric=loss]").get_attribute("data-epochs") == "0"
+
+    failed = wait_until_done(live, live.post("/v1/jobs", json=diverging(live)).json()["id"])
+    assert failed["status"] == JobStatus.FAILED and failed["epochs_completed"] == 0
+    page.goto(f"/ui/jobs/{failed['id']}")
+    page.wait_for_selector("#job-error:has-text('NonFiniteLoss')")
+    page.wait_for_selector(".chart[data-metric=loss][data-epochs='0']", timeout=10_000)
+
+
+def test_no_job_list_or_job_page_prints_null_in_any_state(browser, page, live, dataset_id, service, backend):
+    succeeded = live.post("/v1/jobs", json={**tutorial(dataset_id, epochs=2), "name": "named run"}).json()["id"]
+    failed = live.post("/v1/jobs", json=diverging(live)).json()["id"]
+    for job_id in (succeeded, failed):
+        wait_until_done(live, job_id)
+    queued = gpu_queued(live, dataset_id)
+    cancelled = gpu_queued(live, dataset_id)
+    live.post(f"/v1/jobs/{cancelled}/cancel")
+    running = live.post("/v1/jobs", json=tutorial(dataset_id, epochs=500)).json()["id"]
+    try:
+        states = {succeeded: JobStatus.SUCCEEDED, failed: JobStatus.FAILED, queued: JobStatus.QUEUED,
+                  cancelled: JobStatus.CANCELLED, running: JobStatus.RUNNING}
+        page.goto("/ui")
+        for job_id, status in states.items():
+            page.wait_for_selector(f"tr[data-job-id='{job_id}'][data-status='{status}']", timeout=60_000)
+        for job_id in states:
+            row = page.locator(f"tr[data-job-id='{job_id}']").inner_text()
+            assert not NOTHING_PRINTED.search(row), f"{states[job_id]} job's row reads {row!r}"
+        # The Details panel shows the spec as JSON, where null is a value; everything else is prose.
+        for job_id, status in states.items():
+            page.goto(f"/ui/jobs/{job_id}")
+            page.wait_for_selector(f"body[data-status='{status}']")
+            page.wait_for_selector("#log:not(:empty)")
+            text = page.locator("main").evaluate(
+                "(m) => { const c = m.cloneNode(true); c.querySelectorAll('dd.mono').forEach((d) => d.remove()); return c.innerText; }"
+            )
+            assert not NOTHING_PRINTED.search(text), f"the {status} job's page reads {NOTHING_PRINTED.search(text)[0]!r}"
+    finally:
+        live.post(f"/v1/jobs/{running}/cancel")
+        live.post(f"/v1/jobs/{queued}/cancel")
+
+    # An owner with no jobs at all sees the empty list and nothing else.
+    empty = browser.new_context(base_url=service.url)
+    empty.add_init_script(f"sessionStorage.setItem('epochly.api_key', {create_api_key(f'empty-{time.time_ns()}', backend)!r})")
+    tab = empty.new_page()
+    tab.goto("/ui")
+    tab.wait_for_selector("text=No jobs yet")
+    assert tab.locator("#jobs tbody tr").count() == 0
+    assert not NOTHING_PRINTED.search(tab.locator("main").inner_text())
+    empty.close()
+
+
+def log_in(page, key: str, *, remember: bool) -> None:
+    page.goto("/ui/login")
+    page.fill("input[name=api_key]", key)
+    if remember:
+        page.check("input[name=remember]")
+    page.click("button[type=submit]")
+    page.wait_for_selector("table#jobs")
+
+
+def stored(page) -> dict:
+    return page.evaluate("({session: sessionStorage.getItem('epochly.api_key'), local: localStorage.getItem('epochly.api_key')})")
+
+
+def test_remember_on_this_device_lets_a_new_tab_open_a_job_link_until_log_out(browser, service, live, dataset_id):
+    job_id = gpu_queued(live, dataset_id)
+    live.post(f"/v1/jobs/{job_id}/cancel")
+    context = browser.new_context(base_url=service.url)
+    first = context.new_page()
+    first.goto("/ui/login")
+    remember = first.locator("input[name=remember]")
+    assert not remember.is_checked(), "remembering must be opted into"
+    assert "until you log out" in first.locator("form.login").inner_text()
+
+    # Off: the key is this tab's alone, and a job link opened in a new tab asks for it again.
+    log_in(first, service.key, remember=False)
+    assert stored(first) == {"session": service.key, "local": None}
+    tab = context.new_page()
+    tab.goto(f"/ui/jobs/{job_id}")
+    tab.wait_for_url(re.compile(r"/ui/login\?next="))
+    tab.close()
+
+    # On: the key is in localStorage, and a new tab opens the link straight away.
+    second = context.new_page()
+    log_in(second, service.key, remember=True)
+    assert stored(second) == {"session": None, "local": service.key}
+    tab = context.new_page()
+    tab.goto(f"/ui/jobs/{job_id}")
+    tab.wait_for_selector(f"body[data-status='{JobStatus.CANCELLED}']")
+    assert tab.url.endswith(f"/ui/jobs/{job_id}")
+
+    # Log out, from the first tab, whose own key is in sessionStorage: both keys go.
+    first.click("#logout")
+    first.wait_for_url(re.compile(r"/ui/login"))
+    assert stored(first) == {"session": None, "local": None}
+    fresh = context.new_page()
+    fresh.goto(f"/ui/jobs/{job_id}")
+    fresh.wait_for_url(re.compile(r"/ui/login\?next="))
+    assert context.cookies() == []
+    context.close()
+
+
+# Keeps every uPlot the page makes, to read the tick labels it draws on its canvas.
+CAPTURE_PLOTS = """
+window.__plots = [];
+Object.defineProperty(window, 'uPlot', { configurable: true, get() { return undefined; }, set(real) {
+  const kept = function (...args) { const plot = new real(...args); window.__plots.push(plot); return plot; };
+  Object.assign(kept, real);
+  Object.defineProperty(window, 'uPlot', { value: kept, writable: true, configurable: true });
+} });
+"""
+
+
+def chart_labels(page, metric: str) -> dict:
+    """The y axis' tick labels of the chart for `metric`, and its legend's value at the first epoch."""
+    return page.evaluate(
+        """(metric) => {
+            const plot = window.__plots.filter((u) => u.root.isConnected && u.root.closest(`.chart[data-metric='${metric}']`)).pop();
+            plot.setCursor({ left: plot.valToPos(1, 'x'), top: 10 });
+            return { ticks: plot.axes[1]._values, splits: plot.axes[1]._splits,
+                     legend: plot.root.querySelector('.u-legend .u-series:nth-child(2) .u-value').textContent };
+        }""",
+        metric,
+    )
+
+
+def test_the_learning_rate_chart_labels_small_values_readably(page, live, dataset_id):
+    constant = tutorial(dataset_id, epochs=4)  # Adam at 1e-4, the tutorial's rate
+    decaying = tutorial(dataset_id, epochs=4)
+    decaying["compile"]["optimizer"]["learning_rate"] = {
+        "type": "ExponentialDecay", "initial_learning_rate": 1e-4, "decay_steps": 100, "decay_rate": 0.5,
+    }
+    page.context.add_init_script(CAPTURE_PLOTS)
+    for spec in (constant, decaying):
+        job = wait_until_done(live, live.post("/v1/jobs", json=spec).json()["id"])
+        assert job["status"] == JobStatus.SUCCEEDED
+        rates = [e["logs"]["learning_rate"] for e in live.get(f"/v1/jobs/{job['id']}/metrics").json()["epochs"]]
+        page.goto(f"/ui/jobs/{job['id']}")
+        page.wait_for_selector(".chart[data-metric=learning_rate][data-epochs='4']")
+        shown = chart_labels(page, "learning_rate")
+        ticks, splits = shown["ticks"], shown["splits"]
+        assert len(ticks) >= 2 and len(set(ticks)) == len(ticks), f"ticks must differ: {ticks}"
+        for label, value in zip(ticks, splits, strict=True):
+            assert float(label) == pytest.approx(value, rel=1e-6, abs=1e-12), f"{label!r} is not {value}"
+        assert float(shown["legend"]) == pytest.approx(rates[0], rel=1e-3), f"the legend reads {shown['legend']!r}"

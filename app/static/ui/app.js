@@ -1,6 +1,7 @@
 // The /ui dashboard: plain browser JavaScript over the /v1 API, no build step.
-// The API key lives in sessionStorage and travels only in the Authorization header: streams are
-// read with fetch() rather than EventSource, which cannot send headers.
+// The API key lives in sessionStorage (localStorage if "remember on this device" was ticked at
+// log-in) and travels only in the Authorization header: streams are read with fetch() rather than
+// EventSource, which cannot send headers.
 "use strict";
 
 const KEY = "epochly.api_key";
@@ -15,6 +16,10 @@ const COLORS = ["#2f6fed", "#e8590c", "#12805c", "#c2255c", "#7048e8", "#0c8599"
 const $ = (sel, root = document) => root.querySelector(sel);
 const main = () => document.getElementById("main");
 
+// DOM's append() would print null and undefined as words; h(), svg() and fill() leave them out.
+const present = (children) => children.flat().filter((c) => c !== null && c !== undefined && c !== false);
+const fill = (el, ...children) => el.replaceChildren(...present(children));
+
 function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
@@ -24,16 +29,18 @@ function h(tag, attrs = {}, ...children) {
     else if (k === "dataset") Object.assign(el.dataset, v);
     else el.setAttribute(k, v === true ? "" : v);
   }
-  for (const c of children.flat()) if (c !== null && c !== undefined && c !== false) el.append(c instanceof Node ? c : String(c));
+  el.append(...present(children));
   return el;
 }
 
 // ---- key and API -----------------------------------------------------------------------------
 
-const apiKey = () => sessionStorage.getItem(KEY);
+// A tab's own log-in wins over a key that another tab remembered after it.
+const apiKey = () => sessionStorage.getItem(KEY) || localStorage.getItem(KEY);
+const forgetKey = () => { sessionStorage.removeItem(KEY); localStorage.removeItem(KEY); };
 
 function toLogin() {
-  sessionStorage.removeItem(KEY);
+  forgetKey();
   const next = location.pathname === "/ui/login" ? "/ui" : location.pathname + location.search;
   location.replace("/ui/login?next=" + encodeURIComponent(next));
 }
@@ -134,6 +141,26 @@ function age(iso) {
   if (s < 86400) return `${Math.floor(s / 3600)}h ago`;
   return `${Math.floor(s / 86400)}d ago`;
 }
+// Decimal places that write a tick step exactly: 0.25 → 2, 5 → 0.
+function decimals(step) {
+  let d = 0;
+  while (d < 15 && Math.abs(Math.round(step * 10 ** d) - step * 10 ** d) > 1e-6 * step * 10 ** d) d++;
+  return d;
+}
+// Tick labels, each as precise as the step between ticks. uPlot's own keep 3 decimals, which
+// labelled every tick of a 1e-4 learning rate "0"; steps under 0.001 are written 1e-4, 1.5e-4.
+function ticks(u, splits, axis, space, step) {
+  if (step >= 1e-3) return splits.map((v) => v.toFixed(decimals(step)));
+  const magnitude = Math.floor(Math.log10(step));
+  const stepDigits = decimals(step / 10 ** magnitude);
+  return splits.map((v) => {
+    if (Math.abs(v) < step / 2) return "0";
+    const digits = Math.max(0, Math.floor(Math.log10(Math.abs(v))) - magnitude + stepDigits);
+    return v.toExponential(digits).replace(/\.?0+e/, "e");
+  });
+}
+// Four significant digits: 0.6623, 0.0001, 2.5e-7 (the legend's value under the cursor).
+const sig = (v) => String(+v.toPrecision(4));
 const when = (iso) => (iso ? new Date(iso).toLocaleString() : "—");
 const badge = (status) => h("span", { class: "badge " + status }, status);
 function bar(fraction, sub) {
@@ -204,15 +231,18 @@ class LiveChart {
     this.epochs = 0;
     container.dataset.epochs = "0";
     const target = h("div");
-    container.append(h("h2", {}, title), target);
+    // uPlot draws no axes without data, which would leave a blank panel.
+    this.waiting = h("p", { class: "muted waiting" }, "No epochs yet.");
+    container.append(h("h2", {}, title), this.waiting, target);
     const width = () => Math.max(280, target.clientWidth);
     const opts = {
       width: width(),
       height: 240,
       scales: { x: { time: false } },
       cursor: { drag: { x: true, y: false } },
-      axes: [{ label: "epoch", grid: { stroke: "#eef0f3" }, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000] }, { grid: { stroke: "#eef0f3" }, size: 60 }],
-      series: [{ label: "epoch" }, ...series.map((s) => ({ label: s.label, stroke: s.color, width: s.width || 2, dash: s.dash, spanGaps: true, points: { size: s.pointSize || 4 } }))],
+      axes: [{ label: "epoch", grid: { stroke: "#eef0f3" }, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000] }, { grid: { stroke: "#eef0f3" }, size: 60, values: ticks }],
+      series: [{ label: "epoch" }, ...series.map((s) => ({ label: s.label, stroke: s.color, width: s.width || 2, dash: s.dash, spanGaps: true,
+        points: { size: s.pointSize || 4 }, value: (u, v) => (v === null || v === undefined ? "--" : sig(v)) }))],
       hooks: { setSelect: [(u) => { if (u.select.width > 4) this.zoomed = true; }] },
     };
     this.plot = new uPlot(opts, [[], ...series.map(() => [])], target);
@@ -224,6 +254,7 @@ class LiveChart {
     this.plot.setData(data, !this.zoomed);
     this.epochs = epochs;
     this.container.dataset.epochs = String(epochs);
+    this.waiting.hidden = epochs > 0;
   }
   destroy() {
     window.removeEventListener("resize", this.resize);
@@ -248,6 +279,7 @@ function loginPage() {
   const params = new URLSearchParams(location.search);
   const error = h("div", { class: "field-error", id: "login-error" });
   const input = h("input", { type: "password", name: "api_key", id: "api_key", placeholder: "ek_…", autocomplete: "off", required: true });
+  const remember = h("input", { type: "checkbox", name: "remember", id: "remember" });
   const form = h("form", { class: "panel login", onsubmit: async (e) => {
     e.preventDefault();
     error.textContent = "";
@@ -255,14 +287,18 @@ function loginPage() {
     const res = await fetch("/v1/jobs?limit=1", { headers: { Authorization: "Bearer " + key }, cache: "no-store" });
     if (res.status === 401) { error.textContent = "That API key is not valid."; input.focus(); return; }
     if (!res.ok) { error.textContent = `The API answered ${res.status}.`; return; }
-    sessionStorage.setItem(KEY, key);
+    forgetKey();  // a log-in that does not ask to be remembered also ends an earlier remembered one
+    (remember.checked ? localStorage : sessionStorage).setItem(KEY, key);
     const next = params.get("next");
     location.assign(next && next.startsWith("/ui") ? next : "/ui");
   } },
     h("h1", {}, "Log in"),
-    h("p", { class: "muted" }, "Use an Epochly API key. It is kept in this tab only."),
+    h("p", { class: "muted" }, "Use an Epochly API key."),
     h("div", { class: "field" }, h("label", { for: "api_key" }, "API key"), input, error,
       h("div", { class: "hint" }, "Create one with ", h("code", {}, "epochly keys create --owner NAME"), "; ", h("code", {}, "make run"), " saves one in ", h("code", {}, "var/local-api-key"), ".")),
+    h("div", { class: "field" }, h("label", { class: "check", for: "remember" }, remember, "Remember on this device"),
+      h("div", { class: "hint" }, "The key then stays in this browser, for every tab, until you log out. ",
+        "Unticked, it is kept in this tab only, and a link opened in a new tab asks for it again.")),
     h("button", { class: "btn primary", type: "submit" }, "Log in"));
   main().replaceChildren(form);
   input.focus();
@@ -305,7 +341,7 @@ function jobsPage() {
     tr.dataset.jobId = job.id;
     tr.dataset.status = job.status;
     const [, name, status, epoch, loss, acc, ageCell] = tr.children;
-    name.replaceChildren(h("a", { href: "/ui/jobs/" + job.id }, job.name || job.id), h("div", { class: "muted small mono" }, job.id), sweepLink(job));
+    fill(name, h("a", { href: "/ui/jobs/" + job.id }, job.name || "Untitled job"), h("div", { class: "muted small mono" }, job.id), sweepLink(job));
     status.replaceChildren(badge(job.status));
     const running = job.status === "running" && job.batches_per_epoch;
     epoch.replaceChildren(h("div", { class: "epochcell" },
@@ -419,14 +455,16 @@ async function jobPage(jobId) {
   const chartFor = new Map();
   let progress = null;
 
+  // Every fit reports loss, so its chart stands from the start: a queued job's page already has
+  // the .chart[data-epochs] that scripts wait on.
   const draw = frameScheduler(() => {
-    const keys = [...new Set(rows.flatMap((r) => Object.keys(r.logs)))];
+    const keys = [...new Set(["loss", ...rows.flatMap((r) => Object.keys(r.logs))])];
     for (const base of baseMetrics(keys)) {
       const names = [base, "val_" + base].filter((k) => keys.includes(k));
       let entry = chartFor.get(base);
       if (!entry || entry.names.length !== names.length) {
         const box = entry ? entry.chart.container : h("div", { class: "panel chart", "data-metric": base });
-        if (entry) { entry.chart.plot.destroy(); box.replaceChildren(); } else charts.append(box);
+        if (entry) entry.chart.destroy(); else charts.append(box);
         const series = names.map((n, i) => ({ label: n, color: COLORS[i ? 1 : 0], dash: i ? [6, 4] : undefined }));
         entry = { names, chart: new LiveChart(box, base, series) };
         chartFor.set(base, entry);
@@ -485,6 +523,7 @@ async function jobPage(jobId) {
     renderLog();
   };
   renderJob();
+  draw();
 
   // The stream replays every epoch, then goes live; a reconnect resumes after the last event id.
   stream(`/v1/jobs/${job.id}/events`, {
@@ -522,14 +561,14 @@ const SVG_NS = "http://www.w3.org/2000/svg";
 function svg(tag, attrs = {}, ...children) {
   const el = document.createElementNS(SVG_NS, tag);
   for (const [k, v] of Object.entries(attrs)) if (v !== null && v !== undefined) el.setAttribute(k, v);
-  for (const c of children.flat()) if (c !== null && c !== undefined) el.append(c instanceof Node ? c : String(c));
+  el.append(...present(children));
   return el;
 }
 
 // Pruned trials end "succeeded", so these three are every trial that has ended.
 const trialsDone = (s) => s.counts.succeeded + s.counts.failed + s.counts.cancelled;
 const directionWord = (s) => (s.objective.direction === "maximize" ? "max" : "min");
-const paramText = (v) => (typeof v === "number" ? String(+v.toPrecision(4)) : v === undefined ? "—" : JSON.stringify(v));
+const paramText = (v) => (typeof v === "number" ? sig(v) : v === undefined ? "—" : JSON.stringify(v));
 
 function sweepsPage() {
   document.title = "Sweeps · Epochly";
@@ -1048,7 +1087,7 @@ function route() {
   document.getElementById("nav").hidden = false;
   const logout = document.getElementById("logout");
   logout.hidden = false;
-  logout.onclick = () => { sessionStorage.removeItem(KEY); location.assign("/ui/login"); };
+  logout.onclick = () => { forgetKey(); location.assign("/ui/login"); };
   const section = path.startsWith("/ui/datasets") ? "datasets" : path.startsWith("/ui/new") ? "new" : path.startsWith("/ui/sweeps") ? "sweeps" : path === "/ui" ? "jobs" : "";
   document.querySelectorAll("[data-nav]").forEach((a) => a.classList.toggle("active", a.dataset.nav === section));
   const job = path.match(/^\/ui\/jobs\/([^/]+)$/);
