@@ -383,10 +383,21 @@ def _argument_path(path: str, kwargs: dict[str, Any], exc: Exception) -> str:
 
 
 def clean_error(exc: BaseException) -> str:
-    """Keras and TensorFlow messages carry graph-node names and op tags; keep the sentence a user needs."""
-    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", str(exc)).strip()
+    """Keras and TensorFlow messages carry graph-node names, op tags, terminal colours and the call's
+    arguments; keep the sentence a user needs. A nested deserialization error ends with the cause
+    ("Exception encountered: …"), and a layer's call error says it on the lines after its first."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text).strip()
     text = re.sub(r"\s*\[Op:[^\]]*\].*$", "", text, flags=re.S)
-    first = text.splitlines()[0] if text else type(exc).__name__
+    causes = re.findall(r"Exception encountered: (.+)", text)
+    if causes:
+        return causes[-1].strip()[:500]
+    lines = [line.strip() for line in text.split("\n") if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    first = lines[0]
+    if first.startswith("Exception encountered when calling") and len(lines) > 1 and not lines[1].startswith("Arguments"):
+        first = f"{first.rstrip('.')}: {lines[1]}"
     return first[:500]
 
 
