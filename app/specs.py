@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, WithJsonSchema, field_validator, model_validator
 
+from app.json_schema import WHOLE, JsonInt, exactly_one_of
 from app.settings import DEFAULT_QUEUE
 
 TUTORIAL_LAYERS: list[Any] = [
@@ -44,7 +45,9 @@ class LayerSpec(BaseModel):
 class ModelSpec(BaseModel):
     """Either a list of layers (a Sequential model) or Keras' own `model.to_json()` output."""
 
-    model_config = ConfigDict(json_schema_extra={"example": {"layers": TUTORIAL_LAYERS}})
+    model_config = ConfigDict(
+        json_schema_extra={"example": {"layers": TUTORIAL_LAYERS}, **exactly_one_of("layers", "keras_json")}
+    )
 
     layers: list[LayerSpec] | None = Field(default=None, min_length=1, max_length=500)
     keras_json: dict[str, Any] | None = Field(
@@ -127,8 +130,8 @@ class CompileSpec(BaseModel):
         description="Metrics weighted by the samples' weights (`fit.class_weight`), in the same forms as `metrics`.",
     )
     loss_weights: (
-        list[Annotated[float, Field(ge=0, allow_inf_nan=False)]]
-        | dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]]
+        list[Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)]]
+        | dict[str, Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)]]
         | None
     ) = Field(
         default=None,
@@ -160,12 +163,12 @@ class EarlyStoppingSpec(BaseModel):
 
     type: Literal["EarlyStopping"]
     monitor: str = Field(default="val_loss", min_length=1, max_length=200)
-    min_delta: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
-    patience: int = Field(default=0, ge=0, le=100_000)
+    min_delta: float = Field(default=0.0, strict=True, ge=0.0, allow_inf_nan=False)
+    patience: JsonInt = Field(default=0, ge=0, le=100_000)
     mode: MonitorMode = "auto"
-    baseline: float | None = Field(default=None, allow_inf_nan=False)
+    baseline: float | None = Field(default=None, strict=True, allow_inf_nan=False)
     restore_best_weights: bool = False
-    start_from_epoch: int = Field(default=0, ge=0, le=100_000)
+    start_from_epoch: JsonInt = Field(default=0, ge=0, le=100_000)
 
 
 class ReduceLROnPlateauSpec(BaseModel):
@@ -175,12 +178,12 @@ class ReduceLROnPlateauSpec(BaseModel):
 
     type: Literal["ReduceLROnPlateau"]
     monitor: str = Field(default="val_loss", min_length=1, max_length=200)
-    factor: float = Field(default=0.1, gt=0.0, lt=1.0)
-    patience: int = Field(default=10, ge=0, le=100_000)
+    factor: float = Field(default=0.1, strict=True, gt=0.0, lt=1.0)
+    patience: JsonInt = Field(default=10, ge=0, le=100_000)
     mode: MonitorMode = "auto"
-    min_delta: float = Field(default=1e-4, ge=0.0, allow_inf_nan=False)
-    cooldown: int = Field(default=0, ge=0, le=100_000)
-    min_lr: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
+    min_delta: float = Field(default=1e-4, strict=True, ge=0.0, allow_inf_nan=False)
+    cooldown: JsonInt = Field(default=0, ge=0, le=100_000)
+    min_lr: float = Field(default=0.0, strict=True, ge=0.0, allow_inf_nan=False)
 
 
 class TerminateOnNaNSpec(BaseModel):
@@ -234,15 +237,15 @@ CallbackSpec = Annotated[
 class FitSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": TUTORIAL_FIT})
 
-    epochs: int = Field(default=1, ge=1, le=MAX_EPOCHS)
-    batch_size: int = Field(default=32, ge=1, le=1_000_000)
+    epochs: JsonInt = Field(default=1, ge=1, le=MAX_EPOCHS)
+    batch_size: JsonInt = Field(default=32, ge=1, le=1_000_000)
     shuffle: bool = True
-    validation_split: float = Field(default=0.0, ge=0.0, lt=1.0)
-    seed: int | None = Field(default=0, ge=0, le=2**31 - 1, description="Same seed, same per-epoch losses.")
-    steps_per_execution: int | None = Field(
+    validation_split: float = Field(default=0.0, strict=True, ge=0.0, lt=1.0)
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1), WHOLE] | None = Field(
+        default=0, description="Same seed, same per-epoch losses."
+    )
+    steps_per_execution: Annotated[int, Field(ge=1, le=10_000), WHOLE] | None = Field(
         default=None,
-        ge=1,
-        le=10_000,
         description="Batches run per call into the compiled train step. Default: sized to a few milliseconds "
         "of work, from 32 up to 1,024 batches for tiny models and never more than an epoch, with identical "
         "results. Cancel and progress act between executions, so 1 gives per-batch granularity.",
@@ -263,8 +266,9 @@ class FitSpec(BaseModel):
         max_length=20,
         description='Keras callbacks as data: {"type": "EarlyStopping" | "ReduceLROnPlateau" | "TerminateOnNaN", **kwargs}.',
     )
-    class_weight: dict[str, float] | None = Field(
+    class_weight: dict[str, Annotated[float, Field(strict=True)]] | None = Field(
         default=None,
+        json_schema_extra={"propertyNames": {"pattern": "^(0|[1-9][0-9]*)$"}},  # the class ids _class_ids takes
         max_length=100_000,
         description='Weights of the classes 0..n-1 in the loss, as in Keras, e.g. {"0": 1.0, "1": 3.0}.',
     )

@@ -45,7 +45,7 @@ class FuzzRun:
 def fuzz_all_operations(base_url: str, api_key: str, max_examples: int) -> FuzzRun:
     command = [
         *(sys.executable, "-m", "schemathesis.cli", "--no-color", "--config-file", str(CONFIG)),
-        *("run", f"{base_url}/openapi.json", "--max-examples", str(max_examples), "--workers", "1"),
+        *("run", f"{base_url}/openapi.json", "--checks", "all", "--max-examples", str(max_examples), "--workers", "1"),
         *("--header", f"Authorization: Bearer {api_key}", "--request-timeout", "30"),
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=1800)

@@ -4,6 +4,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app.json_schema import exactly_one_of
+
 EXAMPLE_DATASET_ID = "ds_5f1c0e3a9b2d4c6e8f0a1b2c3d4e5f60"
 
 
@@ -26,7 +28,10 @@ class EvaluateRead(BaseModel):
 class PredictRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"inputs": [[20.0], [90.0]]}, {"dataset_id": EXAMPLE_DATASET_ID, "format": "npy"}]},
+        json_schema_extra={
+            "examples": [{"inputs": [[20.0], [90.0]]}, {"dataset_id": EXAMPLE_DATASET_ID, "format": "npy"}],
+            **exactly_one_of("inputs", "dataset_id"),  # what _one_source checks
+        },
     )
 
     inputs: list[Any] | dict[str, list[Any]] | None = Field(

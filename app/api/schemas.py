@@ -1,10 +1,11 @@
 """Response schemas; every one carries an example built from the tutorial's job."""
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
+from app.json_schema import WHOLE
 from app.lifecycle import JobStatus, StopReason
 from app.specs import TUTORIAL_COMPILE, TUTORIAL_FIT, TUTORIAL_LAYERS
 
@@ -317,7 +318,10 @@ class KeyCreate(BaseModel):
         description="`read`: GET routes and streams only; `write`: everything. Default: the calling key's scope. "
         "A `read` key can create only `read` keys.",
     )
-    expires_in_s: int | None = Field(default=None, ge=1, le=10 * 365 * 86400, description="Seconds until it expires; null: never")
+    # Lax pydantic read `true` as 1 s: every number in a request body is read as JSON Schema reads it.
+    expires_in_s: Annotated[int, Field(ge=1, le=10 * 365 * 86400), WHOLE] | None = Field(
+        default=None, description="Seconds until it expires; null: never"
+    )
 
 
 class KeyRead(BaseModel):

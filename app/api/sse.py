@@ -7,6 +7,7 @@ to: a thousand streams woken by one epoch cost one task step each, and an idle o
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from typing import Any
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -14,6 +15,25 @@ from starlette.types import Receive, Scope, Send
 from app.api.metrics import open_streams
 
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def event_stream_content(events: list[str], example: str) -> dict[str, Any]:
+    """A stream route's `text/event-stream` entry in the OpenAPI document. OpenAPI 3.1 has no
+    per-event schema (3.2's `itemSchema` fails a 3.1 validator), and tools read `schema` either way:
+    as the whole stream, a string (openapi-python-client), or as each event, its fields parsed
+    (schemathesis). This one says both: a string, or an object with an event's fields."""
+    schema = {
+        "type": ["string", "object"],
+        "description": "The stream as text; read as one event, the fields an SSE parser gives (`data` is JSON)",
+        "required": ["event", "data"],
+        "properties": {
+            "event": {"type": "string", "enum": events},
+            "data": {"type": "string", "contentMediaType": "application/json"},
+            "id": {"type": "string", "description": "Send it back as Last-Event-ID to resume after it"},
+            "retry": {"type": "integer", "minimum": 0, "description": "Milliseconds to wait before reconnecting"},
+        },
+    }
+    return {"text/event-stream": {"schema": schema, "example": example}}
 
 
 class EventStream(Response):

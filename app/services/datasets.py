@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from app import ingest
 from app.db import after_commit
-from app.errors import DatasetInUse, DatasetNotFound, InvalidDataset, PayloadTooLarge
+from app.errors import DatasetInUse, DatasetNotFound, FieldError, InvalidDataset, PayloadTooLarge
 from app.examples import SIDE_EFFECTS_NAME, side_effects
 from app.models import Dataset
 from app.repositories import datasets as datasets_repo
@@ -106,10 +106,13 @@ def create_side_effects_example(session: Session, settings: Settings, *, owner_i
     )
 
 
-def get_dataset(session: Session, dataset_id: str, *, owner_id: str) -> Dataset:
+def get_dataset(session: Session, dataset_id: str, *, owner_id: str, field: str | None = None) -> Dataset:
+    """`field`: where a request body names the dataset (`dataset_id`, `fit.validation_dataset_id`). A
+    missing one is a 404 there too, as in a path, with the field in its errors."""
     dataset = datasets_repo.get_owned(session, owner_id, dataset_id)
     if dataset is None:
-        raise DatasetNotFound(f"no dataset with id {dataset_id!r}")
+        message = f"no dataset with id {dataset_id!r}"
+        raise DatasetNotFound(message, [FieldError(field, message)] if field else [])
     return dataset
 
 

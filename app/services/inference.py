@@ -19,8 +19,8 @@ from app.inference.pool import Predictor
 from app.inference.signature import ModelInput, Signature, SignatureCache, SignatureUnreadable, model_stamp, read_signature
 from app.inference.validate import check_array, json_inputs
 from app.lifecycle import JobStatus
-from app.repositories import datasets as datasets_repo
 from app.repositories import jobs as jobs_repo
+from app.services import datasets as dataset_service
 from app.settings import Settings
 from app.storage import open_artifacts
 
@@ -177,12 +177,7 @@ def _dataset_files(
     session_factory: sessionmaker[Session], settings: Settings, dataset_id: str, *, owner_id: str
 ) -> Iterator[tuple[Path | dict[str, Path], Path | dict[str, Path]]]:
     with session_scope(session_factory) as session:
-        dataset = datasets_repo.get_owned(session, owner_id, dataset_id)
-        storage_key = dataset.storage_key if dataset is not None else None
-    if storage_key is None:
-        raise InvalidInput(
-            "the request names a dataset that does not exist", [FieldError("dataset_id", f"no dataset with id {dataset_id!r}")]
-        )
+        storage_key = dataset_service.get_dataset(session, dataset_id, owner_id=owner_id, field="dataset_id").storage_key
     with open_artifacts(settings).dataset_folder(storage_key) as folder:
         yield ingest.array_files(folder.parent, folder.name)
 

@@ -12,10 +12,10 @@ from app.db import session_scope
 from app.errors import Conflict, FieldError, InvalidSpec, JobNotFound, ModelNotReady
 from app.lifecycle import JobStatus, StopReason
 from app.models import Dataset, EpochMetric, Job, JobEvent
-from app.repositories import datasets as datasets_repo
 from app.repositories import jobs as jobs_repo
 from app.repositories.pagination import Page
 from app.services import audit as audit_service
+from app.services import datasets as dataset_service
 from app.services import owners as owner_service
 from app.services.audit import Action, AuditContext
 from app.services.spec_check import spec_checker
@@ -70,9 +70,9 @@ def checked_job(
     """A new job row for `payload`, not yet written, once its datasets and its spec have passed
     every check, the spec against real Keras (`objective`: a metric the epoch logs must hold). No
     transaction is open during the Keras check, which may take seconds."""
-    check_queue(settings, payload.queue)
-    with session_scope(session_factory) as session:
+    with session_scope(session_factory) as session:  # first: a missing dataset is a 404 whatever else is wrong
         data = _training_data(session, payload, owner_id=owner_id)
+    check_queue(settings, payload.queue)
     training = payload.model_dump(mode="json", include={"model", "compile", "fit"})
     take = min(SPEC_CHECK_SAMPLES, data.n_train)
     with open_artifacts(settings).dataset_folder(data.storage_key) as folder:
@@ -117,12 +117,7 @@ def check_queue(settings: Settings, queue: str) -> None:
 
 
 def _training_data(session: Session, payload: JobCreate, *, owner_id: str) -> _TrainingData:
-    dataset = datasets_repo.get_owned(session, owner_id, payload.dataset_id)
-    if dataset is None:
-        raise InvalidSpec(
-            "the job names a dataset that does not exist",
-            [FieldError("dataset_id", f"no dataset with id {payload.dataset_id!r}")],
-        )
+    dataset = dataset_service.get_dataset(session, payload.dataset_id, owner_id=owner_id, field="dataset_id")
     n_train = int(np.ceil(dataset.n_samples * (1.0 - payload.fit.validation_split)))
     if n_train < 1 or (payload.fit.validation_split > 0 and n_train >= dataset.n_samples):
         raise InvalidSpec(
@@ -160,12 +155,7 @@ def _validation_dataset(session: Session, payload: JobCreate, dataset: Dataset, 
             "give validation_split or validation_dataset_id, not both",
             [FieldError(path, "give fit.validation_split or fit.validation_dataset_id, not both")],
         )
-    validation = datasets_repo.get_owned(session, owner_id, fit.validation_dataset_id)
-    if validation is None:
-        raise InvalidSpec(
-            "the job names a validation dataset that does not exist",
-            [FieldError(path, f"no dataset with id {fit.validation_dataset_id!r}")],
-        )
+    validation = dataset_service.get_dataset(session, fit.validation_dataset_id, owner_id=owner_id, field=path)
     for what, ours, theirs in (("samples", dataset.x_shape, validation.x_shape), ("labels", dataset.y_shape, validation.y_shape)):
         if list(ours) != list(theirs):
             raise InvalidSpec(

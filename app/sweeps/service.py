@@ -25,6 +25,7 @@ from app.repositories import owners as owners_repo
 from app.repositories import sweeps as sweeps_repo
 from app.repositories.pagination import Page
 from app.services import audit as audit_service
+from app.services import datasets as dataset_service
 from app.services import jobs as job_service
 from app.services.audit import Action, AuditContext
 from app.settings import Settings
@@ -84,6 +85,8 @@ def create_sweep(
 ) -> Sweep:
     """Check the search against the base spec and real Keras, then write the sweep. Its trials are
     added by `advance`, which the caller runs once this returns."""
+    with session_scope(session_factory) as session:  # first: a missing dataset is a 404 whatever else is wrong
+        dataset_service.get_dataset(session, payload.dataset_id, owner_id=owner_id, field="dataset_id")
     base = {"dataset_id": payload.dataset_id, **payload.training_spec()}
     _check_search(payload, base)
     base_job = JobCreate.model_validate({**base, "name": payload.name, "tags": payload.tags, "queue": payload.queue})

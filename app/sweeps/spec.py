@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, model_validator
 
+from app.json_schema import WHOLE, JsonInt
 from app.settings import DEFAULT_QUEUE
 from app.specs import TUTORIAL_COMPILE, TUTORIAL_LAYERS, CompileSpec, FitSpec, ModelSpec
 
@@ -31,8 +32,8 @@ class UniformSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["uniform", "loguniform"]
-    low: float = Field(allow_inf_nan=False)
-    high: float = Field(allow_inf_nan=False)
+    low: float = Field(strict=True, allow_inf_nan=False)
+    high: float = Field(strict=True, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _ordered(self) -> "UniformSpec":
@@ -49,9 +50,9 @@ class IntSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["int"]
-    low: int = Field(ge=-(2**31), le=2**31)
-    high: int = Field(ge=-(2**31), le=2**31)
-    step: int = Field(default=1, ge=1, le=2**31)
+    low: JsonInt = Field(ge=-(2**31), le=2**31)
+    high: JsonInt = Field(ge=-(2**31), le=2**31)
+    step: JsonInt = Field(default=1, ge=1, le=2**31)
 
     @model_validator(mode="after")
     def _ordered(self) -> "IntSpec":
@@ -129,14 +130,14 @@ class SweepCreate(BaseModel):
         "(median: Optuna's MedianPruner; hyperband: its HyperbandPruner)",
     )
     objective: Objective
-    trials: int | None = Field(
+    trials: Annotated[int, Field(ge=1, le=MAX_TRIALS), WHOLE] | None = Field(
         default=None,
-        ge=1,
-        le=MAX_TRIALS,
         description="How many trials in all. Default: the grid's size for `grid`, otherwise 10",
     )
-    parallel: int = Field(default=2, ge=1, le=100, description="How many trials may be queued or running at once")
-    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="Same seed, same sampled parameters (given the same results)")
+    parallel: JsonInt = Field(default=2, ge=1, le=100, description="How many trials may be queued or running at once")
+    seed: JsonInt = Field(
+        default=0, ge=0, le=2**31 - 1, description="Same seed, same sampled parameters (given the same results)"
+    )
 
     def training_spec(self) -> dict[str, Any]:
         """The base spec as a job stores it: every field with its default, so every path a user may name is there."""

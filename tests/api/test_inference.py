@@ -88,13 +88,19 @@ def test_a_job_that_has_not_succeeded_is_409_and_another_owners_is_404(served):
         ({"inputs": {"age": [[1.0]]}}, "inputs.age"),
         ({}, "body"),
         ({"inputs": [[1.0]], "dataset_id": "ds_x"}, "body"),
-        ({"dataset_id": "ds_nope"}, "dataset_id"),
     ],
 )
 def test_bad_predict_input_is_422_naming_input_and_row(served, body, path):
     response = served["client"].post(f"/v1/jobs/{served['job']}/predict", json=body)
     assert response.status_code == 422, response.text
     assert response.json()["errors"][0]["path"] == path
+
+
+def test_a_missing_dataset_is_404_naming_the_field(served):
+    for endpoint in ("predict", "evaluate"):
+        response = served["client"].post(f"/v1/jobs/{served['job']}/{endpoint}", json={"dataset_id": "ds_nope"})
+        assert response.status_code == 404, response.text
+        assert response.json()["errors"][0]["path"] == "dataset_id"
 
 
 def test_evaluate_equals_model_evaluate(served):

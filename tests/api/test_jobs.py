@@ -73,10 +73,11 @@ def mutate(spec: dict, path: str, value) -> dict:
         ("compile.metrics", ["accuracy", "nope"], "compile.metrics[1]", "unknown metric"),
         ("fit.epochs", 0, "fit.epochs", "greater than or equal to 1"),
         ("fit.batch_size", 0, "fit.batch_size", "greater than or equal to 1"),
+        ("fit.epochs", True, "fit.epochs", "valid integer"),  # not 1: JSON's true is no number
+        ("fit.validation_split", False, "fit.validation_split", "valid number"),
         ("fit.normalize", "zscore", "fit.normalize", "minmax"),
         ("fit.validation_split", 1.0, "fit.validation_split", "less than 1"),
         ("model.layers[2].units", 1, "model", "labels"),
-        ("dataset_id", "ds_missing", "dataset_id", "no dataset"),
         ("fit.extra", 1, "fit.extra", "not permitted"),
     ],
 )
@@ -89,6 +90,19 @@ def test_invalid_spec_is_422_with_the_field_path_and_creates_no_job(
     errors = response.json()["errors"]
     assert errors[0]["path"] == error_path, errors
     assert words in errors[0]["message"], errors
+    assert job_count(settings) == 0
+
+
+def test_a_missing_dataset_is_404_at_its_field_whatever_else_is_wrong(client, settings, example_dataset):
+    """A client expects 404 for a resource that does not exist, in the body as in the path."""
+    for spec, path in (
+        (mutate(tutorial_job("ds_missing"), "queue", "nowhere"), "dataset_id"),
+        (mutate(tutorial_job(example_dataset["id"]), "fit.validation_dataset_id", "ds_missing"), "fit.validation_dataset_id"),
+    ):
+        response = client.post("/v1/jobs", json=mutate(spec, "fit.validation_split", 0.0))
+        assert response.status_code == 404, response.text
+        assert response.json()["title"] == "Dataset not found"
+        assert response.json()["errors"] == [{"path": path, "message": "no dataset with id 'ds_missing'"}]
     assert job_count(settings) == 0
 
 

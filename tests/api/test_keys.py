@@ -91,6 +91,14 @@ def test_expired_key_is_401_saying_it_expired(client):
     assert "expired" in refused.json()["detail"]
 
 
+def test_expiry_is_a_whole_number_as_json_schema_reads_it_so_true_is_422_not_one_second(client):
+    for value in (True, "60"):
+        response = client.post("/v1/keys", json={"expires_in_s": value})
+        assert response.status_code == 422, response.text
+        assert response.json()["errors"][0]["path"] == "expires_in_s"
+    assert client.post("/v1/keys", json={"expires_in_s": 60.0}).status_code == 201  # 60.0 is an integer to JSON Schema
+
+
 def test_server_cli_functions_list_and_revoke_at_once(client, settings):
     key = create_api_key("tests", settings, name="ci", scope="read", expires_in_s=90)
     assert client.get("/v1/jobs", headers=bearer(key)).status_code == 200

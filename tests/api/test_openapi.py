@@ -1,6 +1,7 @@
 """The OpenAPI document says exactly what the service does, and real tools read it: a validator, a
 client generator (whose client then talks to the service), and the pages at /docs and /redoc."""
 
+import asyncio
 import importlib
 import json
 import os
@@ -8,10 +9,14 @@ import pkgutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
+import jsonschema
 import pytest
 from openapi_spec_validator import validate
 
+from app.api.routes.owner_events import _events as owner_events
+from app.events.hub import EventHub
 from app.repositories.pagination import CURSOR_PATTERN
 from tests.api.test_jobs import tutorial_job
 
@@ -109,7 +114,7 @@ def generate_client(document: dict, folder: Path, package: str, monkeypatch: pyt
     return folder / package
 
 
-def test_generated_client_covers_every_operation_and_parses_a_422_into_its_problem(client, document, tmp_path, monkeypatch):
+def test_generated_client_covers_every_operation_and_parses_a_404_into_its_problem(client, document, tmp_path, monkeypatch):
     package = generate_client(document, tmp_path, "epochly_generated", monkeypatch)
     generated = {module.stem for module in package.glob("api/*/*.py") if module.stem != "__init__"}
     assert generated == {operation["operationId"] for _, _, operation in operations(document)}
@@ -120,10 +125,10 @@ def test_generated_client_covers_every_operation_and_parses_a_422_into_its_probl
     generated_client = api.Client(base_url=str(client.base_url))
     generated_client.set_httpx_client(client)  # the in-process app, with this test's key
     response = create_job.sync_detailed(client=generated_client, body=models.JobCreate.from_dict(tutorial_job(MISSING_DATASET)))
-    assert response.status_code == 422
+    assert response.status_code == 404
     problem = response.parsed
     assert isinstance(problem, models.Problem)
-    assert problem.title == "Invalid job spec"
+    assert problem.title == "Dataset not found"
     assert [(e.path, e.message) for e in problem.errors] == [("dataset_id", f"no dataset with id {MISSING_DATASET!r}")]
 
 
@@ -133,6 +138,60 @@ def test_every_request_body_has_one_media_type(document):
     for method, path, operation in operations(document):
         if "requestBody" in operation:
             assert len(operation["requestBody"]["content"]) == 1, (method, path)
+
+
+def test_the_schema_says_what_the_service_refuses_for_predict_sources_and_empty_datasets(client, document):
+    """schemathesis sent these schema-valid bodies and met 422s: the schema now refuses them too."""
+    predict = document["paths"]["/v1/jobs/{job_id}/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    valid = jsonschema.Draft202012Validator(predict).is_valid
+    assert valid({"inputs": [[20.0]]}) and valid({"dataset_id": "ds_x"}) and valid({"inputs": [[20.0]], "dataset_id": None})
+    for body in ({"inputs": [[20.0]], "dataset_id": "ds_x"}, {}, {"inputs": None}):
+        assert not valid(body), body
+        assert client.post("/v1/jobs/job_nope/predict", json=body).status_code == 422, body
+    upload = document["components"]["schemas"]["Body_create_dataset"]["properties"]["file"]
+    assert upload["minLength"] == 1
+    assert client.post("/v1/datasets", files={"file": ("empty.csv", b"")}).status_code == 422
+
+
+def sse_events(text: str) -> list[dict]:
+    """Each event of a stream as an SSE parser reads it (what schemathesis validates): its fields,
+    `retry` a number; comments left out."""
+    events = []
+    for block in text.split("\n\n"):
+        fields: dict = {}
+        for line in block.splitlines():
+            if line and not line.startswith(":"):
+                key, _, value = line.partition(": ")
+                fields[key] = int(value) if key == "retry" else fields.get(key, "") + value
+        if fields:
+            events.append(fields)
+    return events
+
+
+def test_every_event_a_stream_sends_matches_the_event_schema_its_operation_declares(client, document, example_dataset):
+    """schemathesis reads a 3.1 stream's schema as each event's; {"type": "string"} refused them all."""
+
+    def check(path: str, events: list[dict]) -> None:
+        schema = document["paths"][path]["get"]["responses"]["200"]["content"]["text/event-stream"]["schema"]
+        assert events
+        for event in events:
+            jsonschema.validate(event, schema)
+
+    async def first_owner_frame() -> bytes:
+        frames = owner_events(SimpleNamespace(hub=EventHub(owner_of=lambda job_id: "alice")), "alice", "key_1")
+        try:
+            return await anext(frames)
+        finally:
+            await frames.aclose()
+
+    owner_stream = sse_events(asyncio.run(first_owner_frame()).decode())
+    assert owner_stream[0] == {"retry": 1000, "event": "ready", "data": "{}"}
+    check("/v1/events", owner_stream)
+    job_id = client.post("/v1/jobs", json=tutorial_job(example_dataset["id"])).json()["id"]
+    client.post(f"/v1/jobs/{job_id}/cancel")
+    job_stream = sse_events(client.get(f"/v1/jobs/{job_id}/events").text)  # a finished job's stream ends
+    assert [e["event"] for e in job_stream][-1] == "end"
+    check("/v1/jobs/{job_id}/events", job_stream)
 
 
 def test_docs_and_redoc_are_served_by_the_service_with_no_outside_url(client):

@@ -63,7 +63,7 @@ def test_another_owners_ids_are_404_everywhere_and_never_listed(client, settings
     assert client.get("/v1/datasets", headers=mallory).json()["items"] == []
     # Using another owner's dataset in a job is the same as naming one that does not exist.
     response = client.post("/v1/jobs", json=tutorial_job(example_dataset["id"]), headers=mallory)
-    assert response.status_code == 422 and response.json()["errors"][0]["path"] == "dataset_id"
+    assert response.status_code == 404 and response.json()["errors"][0]["path"] == "dataset_id"
     # The owner still sees everything, untouched.
     assert client.get(f"/v1/jobs/{job['id']}").json()["status"] == "queued"
     assert [d["id"] for d in client.get("/v1/datasets").json()["items"]] == [example_dataset["id"]]

@@ -68,6 +68,7 @@ def test_a_grid_sweep_is_accepted_and_queues_parallel_trials_as_ordinary_jobs(cl
             "a grid takes choice or int values",
         ),
         ({"trials": 9}, "trials", "the grid has 4 points"),
+        ({"parallel": True}, "parallel", "valid integer"),
         ({"search": {"model.layers[1].units": {"type": "choice", "values": [8, 0]}}}, "search.model.layers[1].units", "0"),
         (
             {"search": {"model.layers[1].activation": {"type": "choice", "values": ["relu", "nonsense"]}}},
@@ -83,6 +84,13 @@ def test_a_bad_search_is_a_422_at_its_field(client, example_dataset, change, pat
     assert error["path"] == path, error
     assert words in error["message"], error
     assert client.get("/v1/sweeps").json()["items"] == []  # nothing half-written
+
+
+def test_a_missing_dataset_is_404_before_the_search_is_checked(client):
+    search = {"model.B": {"type": "int", "low": -2, "high": 2}}  # not in the base either
+    response = client.post("/v1/sweeps", json=sweep_body("ds_missing", search=search))
+    assert response.status_code == 404, response.text
+    assert response.json()["errors"][0]["path"] == "dataset_id"
 
 
 def test_a_sweep_waits_for_room_under_the_active_job_limit_instead_of_failing(settings, example_dataset, client):

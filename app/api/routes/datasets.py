@@ -44,7 +44,11 @@ def create_dataset(
     settings: SettingsDep,
     response: Response,
     audit: AuditDep,
-    file: Annotated[UploadFile, File(description="CSV (header row, numeric columns) or .npz with arrays x and y")],
+    file: Annotated[
+        UploadFile,
+        # An empty file is refused (422): the schema says so, as it cannot say that the bytes parse.
+        File(description="CSV (header row, numeric columns) or .npz with arrays x and y", json_schema_extra={"minLength": 1}),
+    ],
     name: Annotated[str | None, Form(max_length=200, description="Defaults to the file name")] = None,
     target: Annotated[str | None, Form(max_length=200, description="CSV only: the label column; default the last")] = None,
 ) -> Dataset:

@@ -18,7 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from app.api.deps import OwnerDep, SessionDep
 from app.api.problems import problems
 from app.api.routes.jobs import job_entry
-from app.api.sse import EventStream
+from app.api.sse import EventStream, event_stream_content
 from app.db import session_scope
 from app.events.hub import REVOKED, Subscription, encoded_data
 from app.events.messages import epoch_message, status_message
@@ -80,12 +80,11 @@ def existing_job_id(job_id: str, owner: OwnerDep, session: SessionDep) -> str:
         **problems(404),
         200: {
             "description": "Events `status`, `epoch`, `progress` and a final `end`; comments keep idle streams alive.",
-            "content": {
-                "text/event-stream": {
-                    "example": 'event: epoch\nid: 2.3\ndata: {"epoch": 3, "logs": {"loss": 0.5748, "accuracy": 0.701}, '
-                    '"duration_s": 0.4, "finished_at": "2026-11-25T12:00:03Z"}\n\n'
-                }
-            },
+            "content": event_stream_content(
+                ["status", "epoch", "progress", "end"],
+                'event: epoch\nid: 2.3\ndata: {"epoch": 3, "logs": {"loss": 0.5748, "accuracy": 0.701}, '
+                '"duration_s": 0.4, "finished_at": "2026-11-25T12:00:03Z"}\n\n',
+            ),
         },
     },
     summary="Stream a job's status changes, epochs and in-epoch progress as Server-Sent Events",

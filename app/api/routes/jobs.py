@@ -60,7 +60,7 @@ JOB_ID_OPERATIONS = (
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobRead,
     responses={
-        **problems(429),
+        **problems(404, 429),
         202: {
             "description": "The job, queued",
             "headers": {"Location": {"description": "The new job's URL", "schema": {"type": "string"}}},

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 
 from app.api.deps import OwnerDep
 from app.api.routes.events import KEEPALIVE, RETRY_MS
-from app.api.sse import EventStream
+from app.api.sse import EventStream, event_stream_content
 from app.events.hub import REVOKED, Subscription, owner_encoded_data
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
@@ -30,12 +30,11 @@ EVENT_TYPES = frozenset({"status", "epoch", "progress"})
         200: {
             "description": "A `ready` event once subscribed, then `status`, `epoch` and `progress` events of all the "
             "caller's jobs, each with `job_id`; comments keep idle streams alive.",
-            "content": {
-                "text/event-stream": {
-                    "example": 'event: epoch\ndata: {"job_id": "job_0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f", "epoch": 3, '
-                    '"logs": {"loss": 0.5748, "accuracy": 0.701}, "duration_s": 0.4, "finished_at": "2026-11-25T12:00:03Z"}\n\n'
-                }
-            },
+            "content": event_stream_content(
+                ["ready", "status", "epoch", "progress"],
+                'event: epoch\ndata: {"job_id": "job_0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f", "epoch": 3, '
+                '"logs": {"loss": 0.5748, "accuracy": 0.701}, "duration_s": 0.4, "finished_at": "2026-11-25T12:00:03Z"}\n\n',
+            ),
         },
     },
     summary="Stream the status changes, epochs and progress of all your jobs as Server-Sent Events",

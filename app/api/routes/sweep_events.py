@@ -21,6 +21,7 @@ from app.api.problems import problems
 from app.api.routes.events import CATCH_UP_S, KEEPALIVE, RETRY_MS, EventStream
 from app.api.routes.sweeps import sweep_read
 from app.api.schemas import SweepRead, TrialRead
+from app.api.sse import event_stream_content
 from app.db import session_scope
 from app.events.hub import REVOKED
 from app.lifecycle import TERMINAL, JobStatus, StopReason
@@ -42,13 +43,12 @@ def existing_sweep_id(sweep_id: str, owner: OwnerDep, session: SessionDep) -> st
         200: {
             "description": "`sweep` first, then `trial_queued`, `trial_started`, `epoch`, `pruned`, `finished`, `best` "
             "and a final `end`; comments keep idle streams alive.",
-            "content": {
-                "text/event-stream": {
-                    "example": 'event: epoch\ndata: {"sweep_id": "swp_0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f", "job_id": '
-                    '"job_0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f", "trial": 3, "epoch": 4, "logs": {"loss": 0.51, '
-                    '"val_accuracy": 0.83}, "objective": 0.83}\n\n'
-                }
-            },
+            "content": event_stream_content(
+                ["sweep", "trial_queued", "trial_started", "epoch", "pruned", "finished", "best", "end"],
+                'event: epoch\ndata: {"sweep_id": "swp_0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f", "job_id": '
+                '"job_0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f", "trial": 3, "epoch": 4, "logs": {"loss": 0.51, '
+                '"val_accuracy": 0.83}, "objective": 0.83}\n\n',
+            ),
         },
     },
     summary="Stream a sweep's trials as Server-Sent Events: started, epochs, pruned, finished, a new best",

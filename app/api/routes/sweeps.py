@@ -77,7 +77,7 @@ def _advance(session_factory: SessionFactoryDep, settings: SettingsDep, sweep_id
     status_code=status.HTTP_202_ACCEPTED,
     response_model=SweepRead,
     responses={
-        **problems(429),
+        **problems(404, 429),
         202: {
             "description": "The sweep, accepted; its first trials are queued right after this response",
             "headers": {"Location": {"description": "The new sweep's URL", "schema": {"type": "string"}}},
