@@ -300,18 +300,28 @@ def _mean_and_variance(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(mean), np.asarray(m2 / count)
 
 
-def _optimizer(spec: str | NamedObjectSpec) -> keras.optimizers.Optimizer:
+def _optimizer(spec: str | NamedObjectSpec, path: str = "compile.optimizer") -> keras.optimizers.Optimizer:
+    """An optimizer by name or {"type", **kwargs}; a learning rate may be a schedule, and a wrapper's
+    `inner_optimizer` (LossScaleOptimizer) is an optimizer in either form."""
     if isinstance(spec, str):
         try:
             return keras.optimizers.get(spec)
         except ValueError:
-            raise SpecError("compile.optimizer", f"unknown optimizer {spec!r}; known: {_names(optimizer_classes())}") from None
-    rate = spec.kwargs().get("learning_rate")
-    if isinstance(rate, dict):
-        extra = dict(spec.model_extra or {})
-        extra["learning_rate"] = _schedule("compile.optimizer.learning_rate", rate)
-        spec = NamedObjectSpec(type=spec.type, **extra)
-    return _instantiate("compile.optimizer", spec, optimizer_classes(), "optimizer")
+            raise SpecError(path, f"unknown optimizer {spec!r}; known: {_names(optimizer_classes())}") from None
+    extra = dict(spec.model_extra or {})
+    if isinstance(extra.get("learning_rate"), dict):
+        extra["learning_rate"] = _schedule(f"{path}.learning_rate", extra["learning_rate"])
+    inner = extra.get("inner_optimizer")
+    if isinstance(inner, str | dict):
+        inner_spec = inner if isinstance(inner, str) else _named_object(f"{path}.inner_optimizer", inner)
+        extra["inner_optimizer"] = _optimizer(inner_spec, f"{path}.inner_optimizer")
+    return _instantiate(path, NamedObjectSpec(type=spec.type, **extra), optimizer_classes(), "optimizer")
+
+
+def _named_object(path: str, config: dict[str, Any]) -> NamedObjectSpec:
+    if not isinstance(config.get("type"), str) or not config["type"]:
+        raise SpecError(f"{path}.type", 'give the class name, e.g. {"type": "SGD", "learning_rate": 0.01}')
+    return NamedObjectSpec.model_validate(config)
 
 
 def _schedule(path: str, config: dict[str, Any]) -> keras.optimizers.schedules.LearningRateSchedule:
