@@ -5,6 +5,7 @@ One job per input group trains every layer of the group side by side (tests/kera
 the worker traces a few large graphs instead of starting a hundred jobs. The README's coverage table
 is what this test writes: run it, and a stale table is rewritten (outside CI) and the test fails."""
 
+import io
 import json
 import os
 import re
@@ -35,8 +36,7 @@ START, END = "<!-- layer-coverage: written by tests/integration/test_keras_catal
 
 
 def upload(live, arrays: dict[str, np.ndarray]) -> str:
-    import io
-
+    """The arrays as an .npz dataset; its id."""
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     response = live.post("/v1/datasets", files={"file": ("data.npz", buffer.getvalue())})

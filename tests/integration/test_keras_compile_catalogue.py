@@ -7,13 +7,12 @@
   over them in both forms (`{"type": ...}` and Keras' own serialized `{"class_name", "config"}`); each
   epoch's `learning_rate` in the logs is the schedule's value at that epoch's last step."""
 
-import io
-
 import keras
 import numpy as np
 import pytest
 
 from app.training.registry import loss_classes, optimizer_classes, schedule_classes
+from tests.integration.test_keras_catalogue import upload
 from tests.integration.test_training_e2e import wait_until_done
 
 pytestmark = pytest.mark.parametrize("backend", ["embedded"], indirect=True)
@@ -117,14 +116,6 @@ def losses_compile() -> dict:
         },
         "weighted_metrics": {"meansquarederror": ["mse"]},
     }
-
-
-def upload(live, arrays: dict[str, np.ndarray]) -> str:
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    response = live.post("/v1/datasets", files={"file": ("data.npz", buffer.getvalue())})
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
 
 
 def epoch_logs(live, job_id: str) -> list[dict]:
