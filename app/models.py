@@ -106,6 +106,8 @@ class KeyRefusal(Base):
 
 class Dataset(Base):
     __tablename__ = "dataset"
+    # GET /v1/datasets?sha256=: a client asks whether its owner already holds a file before uploading it.
+    __table_args__ = (Index("ix_dataset_owner_id_sha256", "owner_id", "sha256"),)
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("ds"))
     owner_id: Mapped[str | None] = mapped_column(ForeignKey("owner.id", ondelete="CASCADE"), index=True)
@@ -124,6 +126,7 @@ class Dataset(Base):
     upload_bytes: Mapped[int] = mapped_column(BigInteger, server_default="0")
     # What the dataset takes on disk once parsed (x.npy + y.npy); OWNER_MAX_STORED_BYTES counts these.
     stored_bytes: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    # The uploaded file's bytes as sent (the example dataset: its x then y arrays' raw bytes).
     sha256: Mapped[str] = mapped_column(String(64))
     # Directory name under DATA_DIR/datasets; derived from content, never from user input.
     storage_key: Mapped[str] = mapped_column(String(100), index=True)

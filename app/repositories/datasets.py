@@ -23,8 +23,11 @@ def get_owned(session: Session, owner_id: str, dataset_id: str) -> Dataset | Non
     return session.scalar(select(Dataset).where(Dataset.id == dataset_id, Dataset.owner_id == owner_id))
 
 
-def page(session: Session, owner_id: str, *, cursor: str | None, limit: int) -> Page[Dataset]:
-    return newest_first(session, select(Dataset).where(Dataset.owner_id == owner_id), Dataset, cursor, limit)
+def page(session: Session, owner_id: str, *, sha256: str | None = None, cursor: str | None, limit: int) -> Page[Dataset]:
+    stmt = select(Dataset).where(Dataset.owner_id == owner_id)
+    if sha256 is not None:
+        stmt = stmt.where(Dataset.sha256 == sha256)
+    return newest_first(session, stmt, Dataset, cursor, limit)
 
 
 def active_job_count(session: Session, dataset_id: str) -> int:

@@ -116,8 +116,9 @@ def get_dataset(session: Session, dataset_id: str, *, owner_id: str, field: str 
     return dataset
 
 
-def list_datasets(session: Session, *, owner_id: str, cursor: str | None, limit: int) -> Page[Dataset]:
-    return datasets_repo.page(session, owner_id, cursor=cursor, limit=limit)
+def list_datasets(session: Session, *, owner_id: str, sha256: str | None = None, cursor: str | None, limit: int) -> Page[Dataset]:
+    """`sha256`: only the datasets uploaded from a file with that hash (lower-case hex)."""
+    return datasets_repo.page(session, owner_id, sha256=sha256, cursor=cursor, limit=limit)
 
 
 def delete_dataset(session: Session, settings: Settings, dataset_id: str, *, owner_id: str) -> None:

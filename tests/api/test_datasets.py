@@ -1,3 +1,4 @@
+import hashlib
 import io
 
 import numpy as np
@@ -134,3 +135,33 @@ def test_unknown_dataset_is_404_problem(client):
     response = client.get("/v1/datasets/ds_missing")
     assert response.status_code == 404
     assert response.json()["title"] == "Dataset not found"
+
+
+def test_datasets_are_found_by_the_sha256_of_the_uploaded_file(client, settings):
+    content = b"a,b\n1,0\n2,1\n"
+    digest = hashlib.sha256(content).hexdigest()  # what a client computes before deciding to upload
+    first = upload(client, content, filename="one.csv").json()
+    upload(client, b"a,b\n9,0\n")
+    second = upload(client, content, filename="two.csv").json()
+    with authed_client(settings, owner="someone-else") as other:
+        assert upload(other, content).status_code == 201
+    assert first["sha256"] == second["sha256"] == digest
+
+    found = client.get("/v1/datasets", params={"sha256": digest}).json()
+    assert [d["id"] for d in found["items"]] == [second["id"], first["id"]]
+    assert found["next_cursor"] is None
+    # Paginated like the plain list; an upper-case hash names the same content.
+    page = client.get("/v1/datasets", params={"sha256": digest.upper(), "limit": 1}).json()
+    assert [d["id"] for d in page["items"]] == [second["id"]]
+    rest = client.get("/v1/datasets", params={"sha256": digest, "limit": 1, "cursor": page["next_cursor"]}).json()
+    assert [d["id"] for d in rest["items"]] == [first["id"]]
+    assert rest["next_cursor"] is None
+    assert client.get("/v1/datasets", params={"sha256": "0" * 64}).json() == {"items": [], "next_cursor": None}
+
+
+@pytest.mark.parametrize("bad", ["abc", "g" * 64, "0" * 63, "0" * 65, ""])
+def test_a_malformed_sha256_is_422(client, bad):
+    response = client.get("/v1/datasets", params={"sha256": bad})
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "sha256" in response.text

@@ -2,12 +2,12 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Request, Response, UploadFile, status
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile, status
 from sqlalchemy.orm import Session
 
 from app.api.deps import AuditDep, CursorQuery, OwnerDep, PageLimit, SessionDep, SettingsDep, in_session
 from app.api.problems import problems
-from app.api.schemas import DatasetPage, DatasetRead
+from app.api.schemas import EXAMPLE_DATASET, DatasetPage, DatasetRead
 from app.models import Dataset
 from app.services import audit as audit_service
 from app.services import datasets as dataset_service
@@ -17,6 +17,7 @@ router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 # The transport ceiling for uploads; the deployment's own cap (MAX_UPLOAD_BYTES) is enforced while
 # the file streams to disk, so an oversized upload fails without ever being held in memory.
 UPLOAD_BODY_CEILING = 1024**4
+SHA256_PATTERN = r"^[0-9a-fA-F]{64}$"
 # The new dataset's id feeds every operation that takes one (OpenAPI links; operation ids are route names).
 CREATED: dict[int | str, dict[str, Any]] = {
     201: {
@@ -78,10 +79,34 @@ def create_side_effects_dataset(
     return dataset
 
 
-@router.get("", response_model=DatasetPage, summary="List datasets, newest first")
-async def list_datasets(owner: OwnerDep, request: Request, cursor: CursorQuery = None, limit: PageLimit = 50) -> DatasetPage:
+# What `sha256` of a dataset hashes, for a client that decides from it whether to upload at all.
+SHA256_DESCRIPTION = (
+    "Only the datasets whose `sha256` is this: 64 hex digits (either case), the SHA-256 of the uploaded file's bytes "
+    "exactly as sent as the multipart `file` part (`hashlib.sha256(open(path, 'rb').read()).hexdigest()`), so a "
+    "client can tell before uploading whether it already holds that content. The name and `target` are not hashed: "
+    "a CSV uploaded with two different `target` columns matches twice. The tutorial's example dataset hashes its "
+    "x then y arrays' raw bytes"
+)
+
+
+@router.get(
+    "",
+    response_model=DatasetPage,
+    summary="List datasets, newest first; ?sha256= finds those holding the same file",
+)
+async def list_datasets(
+    owner: OwnerDep,
+    request: Request,
+    sha256: Annotated[
+        str | None, Query(pattern=SHA256_PATTERN, description=SHA256_DESCRIPTION, examples=[EXAMPLE_DATASET["sha256"]])
+    ] = None,
+    cursor: CursorQuery = None,
+    limit: PageLimit = 50,
+) -> DatasetPage:
+    content = sha256.lower() if sha256 is not None else None
+
     def read(session: Session) -> DatasetPage:
-        page = dataset_service.list_datasets(session, owner_id=owner.id, cursor=cursor, limit=limit)
+        page = dataset_service.list_datasets(session, owner_id=owner.id, sha256=content, cursor=cursor, limit=limit)
         return DatasetPage(items=[DatasetRead.model_validate(d) for d in page.items], next_cursor=page.next_cursor)
 
     return await in_session(request, read)
