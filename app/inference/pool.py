@@ -46,4 +46,4 @@ class Predictor:
         )
 
     def shutdown(self) -> None:
-        self._helper.shutdown()
+        self._helper.shutdown(wait=True)

@@ -45,7 +45,7 @@ class SpecChecker:
         )
 
     def shutdown(self) -> None:
-        self._helper.shutdown()
+        self._helper.shutdown(wait=True)
 
 
 spec_checker = SpecChecker()

@@ -6,6 +6,7 @@ The spec checker and the inference pool each own one."""
 import concurrent.futures
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -21,7 +22,12 @@ PARENT_CHECK_S = 1.0
 def _follow_parent_then_warm_up(warm_up: Callable[..., None], *args: Any) -> None:
     """The helper exits once its API process is gone. A parent killed with SIGKILL, or one whose
     shutdown was cut short, never tells its pool to stop: without this each such helper stays,
-    holding the several hundred MB that TensorFlow takes."""
+    holding the several hundred MB that TensorFlow takes.
+
+    Ctrl-C in a terminal signals every process of the foreground group, this helper too: it leaves
+    stopping to its parent (the pool's shutdown, or the watch below), so a Ctrl-C on `make run` prints
+    no KeyboardInterrupt traceback from it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     parent = os.getppid()
 
     def watch() -> None:
@@ -72,8 +78,11 @@ class WarmProcess:
         except concurrent.futures.TimeoutError:
             raise ServiceUnavailable(too_slow) from None
 
-    def shutdown(self) -> None:
+    def shutdown(self, *, wait: bool = False) -> None:
+        """`wait`: for the process's own end. The pool's queues are then released before Python exits;
+        without it the resource tracker reports their semaphores as leaked. A call already running
+        finishes first (each is bounded by its timeout)."""
         with self._lock:
             if self._pool is not None:
-                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool.shutdown(wait=wait, cancel_futures=True)
                 self._pool = None
