@@ -211,6 +211,15 @@ class Job(Base):
     objective: Mapped[float | None] = mapped_column(Float)
     # The Celery queue the job is routed to (one of the QUEUES setting); only workers consuming it take it.
     queue: Mapped[str] = mapped_column(String(64), default="default", server_default="default", index=True)
+    # What makes the job repeatable, written by the worker that starts its first attempt (later attempts
+    # resume from it): {dataset_sha256, seed (the one drawn when fit.seed was null), spec (the stored spec
+    # with that seed in fit.seed), python, tensorflow, keras, numpy, device_kind}. Null until it starts.
+    record: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # POST /v1/jobs/{id}/rerun: the job this one was queued from, by its record.
+    rerun_of: Mapped[str | None] = mapped_column(ForeignKey("job.id", ondelete="SET NULL"))
+    # A rerun, once started: each recorded version or device kind that is not the original's,
+    # [{name, original, rerun}] ([] when none is). Null for other jobs, and until the rerun starts.
+    versions_differ: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
 
     history: Mapped[list["JobEvent"]] = relationship(order_by="JobEvent.id", cascade="all, delete-orphan", lazy="selectin")
 

@@ -1,6 +1,7 @@
 """One training attempt, from claim to finish or hand-back; testable without Celery."""
 
 import logging
+import platform
 import queue
 import threading
 import time
@@ -11,7 +12,9 @@ from datetime import datetime
 from functools import cached_property, partial
 from typing import Any
 
+import keras
 import numpy as np
+import tensorflow as tf
 from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -24,6 +27,7 @@ from app.models import utcnow
 from app.queue import CeleryDoorbell, make_celery
 from app.repositories import datasets as datasets_repo
 from app.repositories import jobs as jobs_repo
+from app.services import reproduce as reproduce_service
 from app.settings import Settings
 from app.specs import EarlyStoppingSpec, TrainingSpec
 from app.storage import Artifacts, open_artifacts
@@ -65,6 +69,18 @@ class WorkerContext:
 
     def __post_init__(self) -> None:
         self.queues = self.queues or self.settings.worker_queue_names
+
+    @cached_property
+    def environment(self) -> dict[str, str]:
+        """What each job's record names of this worker: the versions that decide the numbers, and
+        whether it trains on a GPU (TensorFlow takes one when it sees one)."""
+        return {
+            "python": platform.python_version(),
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "numpy": np.__version__,
+            "device_kind": "GPU" if any(device["kind"] == "GPU" for device in self.devices) else "CPU",
+        }
 
     @cached_property
     def session_factory(self) -> sessionmaker[Session]:
@@ -196,7 +212,8 @@ def run_job(message_job_id: str, ctx: WorkerContext, message_queue: str | None =
         job = jobs_repo.get(session, job_id)
         assert job is not None
         trial = sweep_service.trial_context(session, job)
-        spec = TrainingSpec.model_validate(job.spec)
+        # Trained from the record's spec: its fit.seed is the one recorded, drawn there if the job left it null.
+        spec = TrainingSpec.model_validate(reproduce_service.record_start(session, job, ctx.environment)["spec"])
         dataset = datasets_repo.get(session, job.dataset_id) if job.dataset_id else None
         storage_key = dataset.storage_key if dataset else None
         validation_key: str | None = None

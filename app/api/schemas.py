@@ -61,6 +61,21 @@ EXAMPLE_JOB: dict[str, Any] = {
         }
     ],
     "restarts": 0,
+    "record": {
+        "dataset_sha256": EXAMPLE_DATASET["sha256"],
+        "seed": 0,
+        "spec": {
+            "dataset_id": EXAMPLE_DATASET["id"],
+            "model": {"layers": TUTORIAL_LAYERS, "keras_json": None},
+            "compile": TUTORIAL_COMPILE,
+            "fit": TUTORIAL_FIT,
+        },
+        "python": "3.11.9",
+        "tensorflow": "2.20.0",
+        "keras": "3.15.1",
+        "numpy": "2.1.3",
+        "device_kind": "CPU",
+    },
     "history": [
         {"status": "queued", "message": "submitted; waiting for a worker", "at": "2026-11-25T12:00:00Z"},
         {"status": "running", "message": "started on celery@host (pid 4242)", "at": "2026-11-25T12:00:01Z"},
@@ -140,6 +155,21 @@ class AttemptRead(BaseModel):
     outcome: str | None = Field(description="succeeded, failed, cancelled, worker lost or handed back; null while running")
 
 
+class JobRecordRead(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": EXAMPLE_JOB["record"]})
+
+    dataset_sha256: str | None = Field(
+        description="The training dataset's `sha256` (the uploaded file's); null if it was deleted before the job started"
+    )
+    seed: int = Field(description="The seed the job trained with: fit.seed, or the one the worker drew when it was null")
+    spec: dict[str, Any] = Field(description="The spec as it ran: the stored spec with `seed` in fit.seed")
+    python: str = Field(description="The worker's Python version")
+    tensorflow: str
+    keras: str
+    numpy: str
+    device_kind: Literal["CPU", "GPU"] = Field(description="GPU when the worker trains on a GPU, else CPU")
+
+
 class JobRead(BaseModel):
     model_config = ConfigDict(from_attributes=True, json_schema_extra={"example": EXAMPLE_JOB})
 
@@ -184,6 +214,11 @@ class JobRead(BaseModel):
     sweep_id: str | None = Field(default=None, description="The sweep this job is a trial of (null: not a trial)")
     trial: int | None = Field(default=None, description="Its 1-based trial number in the sweep")
     params: dict[str, Any] | None = Field(default=None, description="The trial's sampled values, by spec path")
+    record: JobRecordRead | None = Field(
+        default=None,
+        description="What makes the job repeatable, written when a worker starts it (null while it has not started); "
+        "POST /v1/jobs/{id}/rerun queues a new job from it",
+    )
 
     @computed_field(description="How many times the job was started again after a lost or stopping worker")  # type: ignore[prop-decorator]
     @property

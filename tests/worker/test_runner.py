@@ -89,3 +89,33 @@ def test_a_job_whose_dataset_is_gone_fails_with_a_reason(ctx):
     assert job.status == JobStatus.FAILED
     assert job.error is not None and job.error["type"] == "FileNotFoundError"
     assert job.attempts[-1]["outcome"] == "failed"
+
+
+def test_the_worker_records_the_seed_it_drew_and_what_it_ran_with(ctx, dataset_id):
+    import platform
+
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    with session_scope(ctx.session_factory) as session:
+        spec = {"dataset_id": dataset_id, **SMALL, "fit": {**SMALL["fit"], "seed": None, "shuffle": True}}
+        job_id = lifecycle.submit(session, Job(dataset_id=dataset_id, spec=spec, epochs_total=3)).id
+        sha256 = dataset_service.get_dataset(session, dataset_id, owner_id=None).sha256  # type: ignore[arg-type]
+    run_job(job_id, ctx)
+    job = read_job(ctx, job_id)
+    assert job.status == JobStatus.SUCCEEDED
+    record = job.record
+    assert record is not None
+    assert isinstance(record["seed"], int) and 0 <= record["seed"] < 2**31
+    # The spec as it ran: the one submitted, with the drawn seed in place of null.
+    assert record["spec"] == {**spec, "fit": {**spec["fit"], "seed": record["seed"]}}
+    assert record["dataset_sha256"] == sha256
+    assert {k: record[k] for k in ("python", "tensorflow", "keras", "numpy", "device_kind")} == {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "device_kind": "CPU",
+    }
+    assert job.rerun_of is None and job.versions_differ is None
