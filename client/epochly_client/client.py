@@ -3,7 +3,7 @@
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 from httpx_sse import connect_sse
@@ -56,17 +56,29 @@ class Client:
     # Datasets
     def upload_dataset(self, path: str | Path, *, target: str | None = None, name: str | None = None) -> Dataset:
         path = Path(path)
-        form = {k: v for k, v in {"target": target, "name": name}.items() if v is not None}
         with path.open("rb") as f:
-            response = self._request("POST", "/v1/datasets", files={"file": (path.name, f)}, data=form)
+            return self.upload_dataset_content(f, filename=path.name, target=target, name=name)
+
+    def upload_dataset_content(
+        self, content: bytes | BinaryIO, *, filename: str, target: str | None = None, name: str | None = None
+    ) -> Dataset:
+        """A dataset from bytes in memory (or an open file); `filename`'s suffix (.npz, .csv) names the format."""
+        form = _params(target=target, name=name)
+        response = self._request("POST", "/v1/datasets", files={"file": (filename, content)}, data=form)
         return Dataset.from_json(response.json())
 
     def example_dataset(self) -> Dataset:
         return Dataset.from_json(self._request("POST", "/v1/datasets/examples/side-effects").json())
 
-    def datasets(self, *, limit: int = 50, cursor: str | None = None) -> tuple[list[Dataset], str | None]:
-        page = self._request("GET", "/v1/datasets", params=_params(limit=limit, cursor=cursor)).json()
+    def datasets(
+        self, *, sha256: str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[Dataset], str | None]:
+        """Your datasets, newest first; with `sha256`, only those whose uploaded file had that hash."""
+        page = self._request("GET", "/v1/datasets", params=_params(sha256=sha256, limit=limit, cursor=cursor)).json()
         return [Dataset.from_json(d) for d in page["items"]], page["next_cursor"]
+
+    def dataset(self, dataset_id: str) -> Dataset:
+        return Dataset.from_json(self._request("GET", f"/v1/datasets/{dataset_id}").json())
 
     # Jobs
     def submit(self, spec: dict[str, Any], *, dataset_id: str | None = None, queue: str | None = None) -> Job:
@@ -101,8 +113,9 @@ class Client:
         return Job.from_json(self._request("POST", f"/v1/jobs/{job_id}/cancel").json())
 
     def download_model(self, job_id: str, path: str | Path) -> Path:
+        """The trained .keras file (following the service's redirect to object storage, where it presigns)."""
         path = Path(path)
-        path.write_bytes(self._request("GET", f"/v1/jobs/{job_id}/model").content)
+        path.write_bytes(self._request("GET", f"/v1/jobs/{job_id}/model", follow_redirects=True).content)
         return path
 
     # Using a trained model (the job must have succeeded)

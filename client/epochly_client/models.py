@@ -28,6 +28,11 @@ class Dataset:
     y_shape: list[int]
     raw: dict[str, Any] = field(repr=False, compare=False)
 
+    @property
+    def sha256(self) -> str | None:
+        """The hash of the file as uploaded: the same arrays in the same file find this dataset again."""
+        return self.raw.get("sha256")
+
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Dataset":
         return cls(data["id"], data["name"], data["format"], data["n_samples"], data["x_shape"], data["y_shape"], data)
