@@ -28,6 +28,9 @@ WHOLE = _WholeNumber()
 JsonInt = Annotated[int, WHOLE]
 
 
-def exactly_one_of(*fields: str) -> dict[str, Any]:
-    """json_schema_extra for a model whose validator wants exactly one of `fields` given (not null)."""
-    return {"oneOf": [{"required": [field], "properties": {field: {"not": {"type": "null"}}}} for field in fields]}
+def exactly_one_of(first: str, second: str) -> dict[str, Any]:
+    """json_schema_extra for a model whose validator wants exactly one of two fields given (not null).
+    Said with `not` alone: a client generator reads a top-level oneOf or anyOf as a union of untyped
+    bodies, and the model's own properties would be lost to it."""
+    given = [{"required": [field], "properties": {field: {"not": {"type": "null"}}}} for field in (first, second)]
+    return {"not": {"anyOf": [{"allOf": given}, {"not": {"anyOf": given}}]}}
