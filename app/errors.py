@@ -48,6 +48,10 @@ class Conflict(DomainError):
     title = "Conflict"
 
 
+class NotRerunnable(Conflict):
+    title = "Job cannot be rerun"
+
+
 class DatasetInUse(Conflict):
     title = "Dataset in use"
 

@@ -170,6 +170,14 @@ class JobRecordRead(BaseModel):
     device_kind: Literal["CPU", "GPU"] = Field(description="GPU when the worker trains on a GPU, else CPU")
 
 
+class VersionDifference(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": {"name": "tensorflow", "original": "2.19.0", "rerun": "2.20.0"}})
+
+    name: Literal["python", "tensorflow", "keras", "numpy", "device_kind"]
+    original: str | None = Field(description="The original job's recorded value")
+    rerun: str | None = Field(description="This rerun's")
+
+
 class JobRead(BaseModel):
     model_config = ConfigDict(from_attributes=True, json_schema_extra={"example": EXAMPLE_JOB})
 
@@ -218,6 +226,20 @@ class JobRead(BaseModel):
         default=None,
         description="What makes the job repeatable, written when a worker starts it (null while it has not started); "
         "POST /v1/jobs/{id}/rerun queues a new job from it",
+    )
+    rerun_of: str | None = Field(
+        default=None, description="The job this one reruns (POST /v1/jobs/{id}/rerun); null for a job submitted as such"
+    )
+    versions_differ: list[VersionDifference] | None = Field(
+        default=None,
+        description="A rerun, once a worker has started it: each recorded version or device kind that is not the "
+        "original's ([] when none is: on the same worker kind its losses repeat the original's bit for bit). "
+        "Null for other jobs, and while the rerun has not started",
+    )
+    same_as_original: bool | None = Field(
+        default=None,
+        description="A rerun, once it and its original have both finished: true when versions_differ is empty and "
+        "every epoch's loss equals the original's exactly (the same number of epochs, each bit for bit). Null otherwise",
     )
 
     @computed_field(description="How many times the job was started again after a lost or stopping worker")  # type: ignore[prop-decorator]

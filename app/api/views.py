@@ -113,6 +113,11 @@ class EpochWindow:
         return picked, start + limit < len(self.rows)
 
 
+def _awaits_original(read: JobRead) -> bool:
+    """A finished rerun whose original still runs: its same_as_original changes with no event of its own."""
+    return read.rerun_of is not None and read.versions_differ is not None and read.same_as_original is None
+
+
 def job_head(read: JobRead) -> bytes:
     return read.model_dump_json(exclude=set(PER_READ_FIELDS)).encode()[:-1]
 
@@ -187,7 +192,8 @@ class JobViews:
 
     def keep_job(self, read: JobRead, owner_id: str, since: int) -> JobEntry:
         status = JobStatus(read.status)
-        refresh_at = None if status in TERMINAL else self._clock() + ACTIVE_TTL_S
+        settled = status in TERMINAL and not _awaits_original(read)
+        refresh_at = None if settled else self._clock() + ACTIVE_TTL_S
         entry = JobEntry(owner_id, status, read.epochs_completed, job_head(read), refresh_at, read.queue, since)
         current = self._jobs.get(read.id)
         newer = current is None or current.read_since <= since

@@ -99,6 +99,12 @@ def epochs_after(session: Session, job_id: str, after: int, limit: int | None = 
     return list(session.scalars(stmt.limit(limit)))
 
 
+def losses(session: Session, job_id: str) -> list[tuple[int, float | None]]:
+    """Each finished epoch's loss, in order: what a rerun must repeat exactly."""
+    stmt = select(EpochMetric.epoch, EpochMetric.logs).where(EpochMetric.job_id == job_id).order_by(EpochMetric.epoch)
+    return [(epoch, logs.get("loss")) for epoch, logs in session.execute(stmt).tuples()]
+
+
 def events_after(session: Session, job_id: str, after_seq: int) -> list[JobEvent]:
     stmt = select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.id > after_seq).order_by(JobEvent.id)
     return list(session.scalars(stmt))

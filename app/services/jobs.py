@@ -42,12 +42,15 @@ def submit_job(
     *,
     owner_id: str,
     audit: AuditContext | None = None,
+    rerun_of: str | None = None,
 ) -> Job:
     """Check everything (checked_job), then write the job and its audit record (`audit`: who is
-    calling) and commit; the broker's doorbell rings after that commit (app.lifecycle.submit)."""
+    calling) and commit; the broker's doorbell rings after that commit (app.lifecycle.submit).
+    `rerun_of`: the job whose record `payload` was made from (app/services/reproduce.py)."""
     with session_scope(session_factory) as session:
         owner_service.check_job_quota(session, settings, owner_id)  # before the slow check, so a full quota fails fast
     job = checked_job(session_factory, settings, payload, owner_id=owner_id)
+    job.rerun_of = rerun_of
     with session_scope(session_factory) as session:
         # Again, in the transaction that writes: other submits may have landed during the check.
         owner_service.hold_quotas(session, owner_id)

@@ -1,15 +1,22 @@
-"""Each job's record of what makes it repeatable (written as a worker starts it), and how a rerun
-compares with the job it was queued from."""
+"""Each job's record of what makes it repeatable (written as a worker starts it), reruns queued from
+it, and how a rerun compares with the job it was queued from."""
 
 import copy
 import secrets
 from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
+from app.db import session_scope
+from app.errors import NotRerunnable
+from app.lifecycle import TERMINAL
 from app.models import Job
 from app.repositories import datasets as datasets_repo
 from app.repositories import jobs as jobs_repo
+from app.services import jobs as job_service
+from app.services.audit import AuditContext
+from app.settings import Settings
+from app.specs import JobCreate
 
 # What besides the inputs decides a job's numbers: a rerun whose record differs in one of these may
 # train to other losses, and says which.
@@ -46,3 +53,40 @@ def versions_differ(original: dict[str, Any], rerun: dict[str, Any]) -> list[dic
         for key in ENVIRONMENT_KEYS
         if original.get(key) != rerun.get(key)
     ]
+
+
+def rerun_job(
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    job_id: str,
+    *,
+    owner_id: str,
+    audit: AuditContext | None = None,
+) -> Job:
+    """A new job from `job_id`'s record: its dataset, its spec with the recorded seed pinned, its
+    queue, name and tags; submitted as any job is (the same checks and limits)."""
+    with session_scope(session_factory) as session:
+        original = job_service.get_job(session, job_id, owner_id=owner_id)
+        if original.record is None:
+            raise NotRerunnable(
+                f"job {job_id!r} has not started yet (status: {original.status}), so it has no record to rerun from; "
+                "its `record` is written when a worker starts it"
+            )
+        if original.dataset_id is None:
+            raise NotRerunnable(f"the dataset job {job_id!r} trained on has been deleted; upload it again and submit its spec")
+        payload = JobCreate.model_validate(
+            {**original.record["spec"], "name": original.name, "tags": original.tags, "queue": original.queue}
+        )
+    return job_service.submit_job(session_factory, settings, payload, owner_id=owner_id, audit=audit, rerun_of=job_id)
+
+
+def same_as_original(session: Session, job: Job) -> bool | None:
+    """A rerun that has finished, of an original that has finished too: whether it ran with the same
+    versions and device kind and trained to the same loss in every epoch, bit for bit. None for any
+    other job, and until both have finished."""
+    if job.rerun_of is None or job.versions_differ is None or job.status not in TERMINAL:
+        return None
+    original = jobs_repo.get(session, job.rerun_of)
+    if original is None or original.status not in TERMINAL:
+        return None
+    return not job.versions_differ and jobs_repo.losses(session, job.id) == jobs_repo.losses(session, original.id)

@@ -34,6 +34,7 @@ from app.models import Job
 from app.repositories.pagination import Page
 from app.services import audit as audit_service
 from app.services import jobs as job_service
+from app.services import reproduce as reproduce_service
 from app.services.audit import Action
 from app.specs import MAX_EPOCHS, JobCreate
 
@@ -52,25 +53,26 @@ JOB_ID_OPERATIONS = (
     "evaluate_job",
     "predict_job",
     "predict_job_file",
+    "rerun_job",
 )
+# A new job's 202: where it is, and the operations its id feeds (operation ids are route names).
+QUEUED_JOB: dict[int | str, dict[str, Any]] = {
+    202: {
+        "description": "The job, queued",
+        "headers": {"Location": {"description": "The new job's URL", "schema": {"type": "string"}}},
+        "links": {
+            operation: {"operationId": operation, "parameters": {"job_id": "$response.body#/id"}}
+            for operation in JOB_ID_OPERATIONS
+        },
+    }
+}
 
 
 @router.post(
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobRead,
-    responses={
-        **problems(404, 429),
-        202: {
-            "description": "The job, queued",
-            "headers": {"Location": {"description": "The new job's URL", "schema": {"type": "string"}}},
-            # The new job's id feeds every operation that takes one (operation ids are route names).
-            "links": {
-                operation: {"operationId": operation, "parameters": {"job_id": "$response.body#/id"}}
-                for operation in JOB_ID_OPERATIONS
-            },
-        },
-    },
+    responses={**problems(404, 429), **QUEUED_JOB},
     summary="Submit a training job",
     description="The job is queued once it is stored, even while the broker is away: the scheduler sends it then.",
 )
@@ -195,7 +197,13 @@ def _read_job(session_factory: sessionmaker[Session], job_id: str) -> tuple[JobR
     """The job whoever owns it, and its owner: one read serves every caller, each checked afterwards."""
     with session_scope(session_factory) as session:
         job = job_service.get_any_job(session, job_id)
-        return JobRead.model_validate(job), job.owner_id or ""
+        return _stored_read(session, job), job.owner_id or ""
+
+
+def _stored_read(session: Session, job: Job) -> JobRead:
+    read = JobRead.model_validate(job)
+    read.same_as_original = reproduce_service.same_as_original(session, job)
+    return read
 
 
 def _conditional(request: Request, body: bytes) -> Response:
@@ -207,9 +215,9 @@ def _conditional(request: Request, body: bytes) -> Response:
     return Response(body, media_type="application/json", headers=headers)
 
 
-def job_read(request: Request, job: Job) -> JobRead:
+def job_read(request: Request, session: Session, job: Job) -> JobRead:
     """The stored job plus, while it runs, its in-epoch position as last published by the worker."""
-    read = JobRead.model_validate(job)
+    read = _stored_read(session, job)
     if job.status == JobStatus.RUNNING and (progress := request.app.state.hub.progress.get(job.id)):
         read.batch = progress["batch"]
         read.batches_per_epoch = progress["batches_per_epoch"]
@@ -227,7 +235,25 @@ def cancel_job(job_id: str, owner: OwnerDep, session: SessionDep, request: Reque
     job = job_service.cancel_job(session, job_id, owner_id=owner.id)
     audit_service.record(session, audit, Action.JOB_CANCEL, job_id)
     session.commit()
-    return job_read(request, job)
+    return job_read(request, session, job)
+
+
+@router.post(
+    "/{job_id}/rerun",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobRead,
+    responses={**problems(404, 409, 422, 429), **QUEUED_JOB},
+    summary="Queue a new job from a job's record: the same dataset, spec (with the recorded seed pinned) and queue",
+    description="409 while the job has not started (it has no `record` yet). The new job's `rerun_of` names this "
+    "one; once it starts, its `versions_differ` lists the recorded versions or device kind that differ, and once "
+    "both have finished its `same_as_original` says whether every epoch's loss repeated. Limits apply as to a submit.",
+)
+def rerun_job(
+    job_id: str, owner: OwnerDep, session_factory: SessionFactoryDep, settings: SettingsDep, response: Response, audit: AuditDep
+) -> Job:
+    job = reproduce_service.rerun_job(session_factory, settings, job_id, owner_id=owner.id, audit=audit)
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    return job
 
 
 @router.get(
