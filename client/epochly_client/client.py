@@ -80,6 +80,10 @@ class Client:
     def dataset(self, dataset_id: str) -> Dataset:
         return Dataset.from_json(self._request("GET", f"/v1/datasets/{dataset_id}").json())
 
+    def delete_dataset(self, dataset_id: str) -> None:
+        """409 while a queued or running job (or an unfinished sweep) uses it."""
+        self._request("DELETE", f"/v1/datasets/{dataset_id}")
+
     # Jobs
     def submit(self, spec: dict[str, Any], *, dataset_id: str | None = None, queue: str | None = None) -> Job:
         """`queue` (like `dataset_id`) overrides the spec's own."""

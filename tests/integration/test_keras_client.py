@@ -2,6 +2,8 @@
 `epochly_client.keras.fit`, and each path around it (Ctrl-C, detach/attach, local and refused
 callbacks, content-addressed uploads, failures). Jobs stay a few epochs long to keep the suite fast."""
 
+import os
+import re
 import subprocess
 import sys
 import threading
@@ -18,6 +20,7 @@ import epochly_client.keras
 from app.examples import side_effects
 from epochly_client import Client
 from epochly_client.keras import InvalidSpec, JobFailed, RemoteFit
+from tests.conftest import ROOT
 
 pytestmark = pytest.mark.parametrize("backend", ["embedded"], indirect=True)
 EPOCHS = 3
@@ -66,6 +69,18 @@ def test_the_plain_client_imports_no_tensorflow(backend):
     code = "import sys, epochly_client; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["False", "False"]
+
+
+def test_the_readme_python_section_runs_as_written(service):
+    section = (ROOT / "README.md").read_text().split("## Python: `model.fit` on Epochly", 1)[1]
+    script = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    env = {**os.environ, "EPOCHLY_URL": service.url, "EPOCHLY_API_KEY": service.key}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert [line for line in lines if line.startswith("Epoch ")] == [f"Epoch {e}/20" for e in range(1, 21)]
+    accuracy, job_id = next(line for line in lines if " job_" in line).split()
+    assert float(accuracy) >= 0.9 and job_id.startswith("job_")
 
 
 def test_the_tutorial_with_fit_changed_gives_keras_history_and_the_served_model(client, live, capsys):
