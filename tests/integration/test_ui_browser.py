@@ -562,3 +562,30 @@ def test_the_learning_rate_chart_labels_small_values_readably(page, live, datase
         for label, value in zip(ticks, splits, strict=True):
             assert float(label) == pytest.approx(value, rel=1e-6, abs=1e-12), f"{label!r} is not {value}"
         assert float(shown["legend"]) == pytest.approx(rates[0], rel=1e-3), f"the legend reads {shown['legend']!r}"
+
+
+def test_rerun_a_finished_job_from_its_page_and_read_that_it_repeated_the_original(page, live, dataset_id):
+    original = wait_until_done(live, live.post("/v1/jobs", json=tutorial(dataset_id, epochs=3, seed=None)).json()["id"])
+    assert original["status"] == JobStatus.SUCCEEDED
+    page.goto(f"/ui/jobs/{original['id']}")
+    page.wait_for_selector(f"body[data-status='{JobStatus.SUCCEEDED}']")
+    assert page.locator("#rerun-of").inner_text() == ""  # not a rerun itself
+    page.get_by_role("button", name="Rerun").click()
+    page.wait_for_url(re.compile(r"/ui/jobs/job_(?!" + original["id"][4:] + ")"))
+    rerun_id = page.url.rsplit("/", 1)[1]
+    page.wait_for_selector(f"body[data-status='{JobStatus.SUCCEEDED}']", timeout=60_000)
+    page.wait_for_selector("#same-as-original[data-same='yes']", timeout=30_000)
+    line = page.locator("#rerun-of").inner_text()
+    assert f"Rerun of {original['id']}" in line and "same as the original: yes" in line
+    rerun = live.get(f"/v1/jobs/{rerun_id}").json()
+    assert (rerun["rerun_of"], rerun["versions_differ"], rerun["same_as_original"]) == (original["id"], [], True)
+
+
+def test_a_job_that_has_not_finished_has_no_rerun_button(page, live, dataset_id):
+    queued = gpu_queued(live, dataset_id)
+    try:
+        page.goto(f"/ui/jobs/{queued}")
+        page.wait_for_selector(f"body[data-status='{JobStatus.QUEUED}']")
+        assert page.locator("#rerun").is_hidden()
+    finally:
+        live.post(f"/v1/jobs/{queued}/cancel")

@@ -208,6 +208,17 @@ function sweepLink(job) {
     h("span", { class: "mono" }, "sweep " + job.sweep_id), ` · trial ${job.trial}`);
 }
 
+// A rerun's page: its original, and whether it repeated it (same versions and device kind, every
+// epoch's loss equal), which the service decides once both have finished.
+function rerunLine(job) {
+  const same = job.same_as_original;
+  const verdict = same === true ? "yes" : same === false ? "no" : "not known until both have finished";
+  const differ = (job.versions_differ || []).map((d) => `${d.name} ${d.original} → ${d.rerun}`).join(", ");
+  return h("div", { class: "muted" }, "Rerun of ", h("a", { class: "mono", href: "/ui/jobs/" + encodeURIComponent(job.rerun_of) }, job.rerun_of),
+    " · same as the original: ", h("strong", { id: "same-as-original", dataset: { same: same === null || same === undefined ? "pending" : same ? "yes" : "no" } }, verdict),
+    differ ? ` (differs: ${differ})` : "");
+}
+
 function notFound(what) {
   main().replaceChildren(h("div", { class: "panel notice", id: "not-found" },
     h("h1", {}, "Not found"),
@@ -411,6 +422,12 @@ async function jobPage(jobId) {
     try { Object.assign(job, await api("POST", `/v1/jobs/${job.id}/cancel`)); } catch (err) { alert(err.message); }
     refresh();
   } }, "Cancel");
+  // A new job from this one's record (same dataset, spec with the recorded seed, queue): opens its page.
+  const rerunBtn = h("button", { class: "btn", id: "rerun", onclick: async () => {
+    rerunBtn.disabled = true;
+    try { location.assign("/ui/jobs/" + (await api("POST", `/v1/jobs/${job.id}/rerun`)).id); }
+    catch (err) { alert(err.message); rerunBtn.disabled = false; }
+  } }, "Rerun");
   const download = h("a", { class: "btn", id: "download", href: `/v1/jobs/${job.id}/model`, download: `${job.id}.keras`, onclick: async (e) => {
     e.preventDefault();
     const res = await api("GET", `/v1/jobs/${job.id}/model`, { raw: true });
@@ -425,6 +442,7 @@ async function jobPage(jobId) {
   const accStat = h("div", { class: "value" });
   const errorBox = h("div");
   const stopBox = h("div", { id: "stop-reason" });
+  const rerunBox = h("div", { id: "rerun-of" });
   const details = h("dl", { class: "kv" });
   const attempts = h("tbody");
   const history = h("tbody");
@@ -435,8 +453,8 @@ async function jobPage(jobId) {
     h("div", { class: "pagehead" },
       h("h1", {}, job.name || "Untitled job"), statusEl, h("span", { class: "muted mono small" }, job.id), sweepLink(job),
       h("span", { class: "spacer" }),
-      h("a", { class: "btn", href: "/ui/compare?jobs=" + job.id }, "Compare…"), download, cancelBtn),
-    errorBox, stopBox,
+      h("a", { class: "btn", href: "/ui/compare?jobs=" + job.id }, "Compare…"), download, rerunBtn, cancelBtn),
+    errorBox, stopBox, rerunBox,
     h("div", { class: "panel stats" },
       h("div", { class: "stat" }, h("div", { class: "label" }, "Epoch"), epochStat, epochBars),
       h("div", { class: "stat" }, h("div", { class: "label" }, "Loss"), lossStat),
@@ -499,6 +517,8 @@ async function jobPage(jobId) {
     cancelBtn.disabled = !!job.cancel_requested_at;
     cancelBtn.textContent = job.cancel_requested_at ? "Cancelling…" : "Cancel";
     download.hidden = job.status !== "succeeded";
+    rerunBtn.hidden = !(TERMINAL.has(job.status) && job.record);
+    rerunBox.replaceChildren(job.rerun_of ? rerunLine(job) : "");
     errorBox.replaceChildren(job.error ? h("div", { class: "errorbox", id: "job-error" },
       h("strong", {}, job.error.type), ": ", job.error.message, job.error.epoch ? h("span", { class: "muted" }, ` (epoch ${job.error.epoch})`) : "") : "");
     // Why training ended (stop_reason), and the best epoch by the job's EarlyStopping rule.
