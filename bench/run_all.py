@@ -26,6 +26,7 @@ BENCHES = [
     ("15. object storage", ["bench.storage"]),
     ("16. ASGI server", ["bench.asgi_servers"]),
     ("17. poll profile", ["bench.poll_profile"]),
+    ("18. rerun", ["bench.rerun"]),
 ]
 RESULTS = Path(__file__).with_name("RESULTS.md")
 # Every figure's latest result, so running one benchmark (`python -m bench.run_all pollers`) keeps the others.
