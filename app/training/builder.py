@@ -308,6 +308,12 @@ def _optimizer(spec: str | NamedObjectSpec, path: str = "compile.optimizer") -> 
             return keras.optimizers.get(spec)
         except ValueError:
             raise SpecError(path, f"unknown optimizer {spec!r}; known: {_names(optimizer_classes())}") from None
+        except Exception as exc:  # a name Keras knows but cannot make alone: get('lossscaleoptimizer') raises KeyError
+            raise SpecError(
+                path,
+                f"Keras could not make optimizer {spec!r} from its name alone ({type(exc).__name__}: {clean_error(exc)}); "
+                'give it as {"type": ..., **arguments}',
+            ) from None
     extra = dict(spec.model_extra or {})
     if isinstance(extra.get("learning_rate"), dict):
         extra["learning_rate"] = _schedule(f"{path}.learning_rate", extra["learning_rate"])
