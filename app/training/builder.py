@@ -140,6 +140,8 @@ def check_outputs(model: keras.Model, y_names: Sequence[str] | None) -> None:
 
 
 def _check_output_names(path: str, per_output: Mapping[str, Any], model: keras.Model) -> None:
+    if not hasattr(model, "output_names"):  # Keras matches per-output settings to functional models' outputs only
+        raise SpecError(path, "a Sequential model has one output: give one setting for it, not one per output name")
     names = output_names(model)
     for name in per_output:
         if name not in names:
@@ -239,7 +241,10 @@ def _model_from_keras_json(config: dict[str, Any], x_shape: tuple[int, ...], nor
     if normalizer is None:
         return model
     inputs = keras.Input(shape=x_shape)
-    return keras.Model(inputs, model(normalizer(inputs)))
+    outputs = model(normalizer(inputs))
+    # Wrapped, the outputs would take the inner model's name; per-output losses and metrics name the sent ones.
+    names = iter(output_names(model))
+    return keras.Model(inputs, keras.tree.map_structure(lambda tensor: keras.layers.Identity(name=next(names))(tensor), outputs))
 
 
 def _check_declared_input(path: str, declared: Any, x_shape: tuple[int, ...]) -> None:
@@ -304,6 +309,8 @@ def _optimizer(spec: str | NamedObjectSpec, path: str = "compile.optimizer") -> 
     """An optimizer by name or {"type", **kwargs}; a learning rate may be a schedule, and a wrapper's
     `inner_optimizer` (LossScaleOptimizer) is an optimizer in either form."""
     if isinstance(spec, str):
+        if spec in optimizer_classes():  # a class name, e.g. "Lamb", which Keras' own lookup does not know
+            return _instantiate(path, NamedObjectSpec(type=spec), optimizer_classes(), "optimizer")
         try:
             return keras.optimizers.get(spec)
         except ValueError:

@@ -65,3 +65,38 @@ def test_a_loss_for_an_output_the_model_lacks_names_the_path(client):
     assert response.status_code == 422
     error = response.json()["errors"][0]
     assert error["path"] == "compile.loss_weights.colour" and "kind, size" in error["message"]
+
+
+def test_normalize_keeps_the_sent_output_names_for_per_output_settings(client):
+    """Wrapped for fit.normalize, the model's output was renamed after the inner model, so a loss by the
+    sent output's name was refused ("no output named 'kind' (its outputs: functional)")."""
+    form = next(form for form in FORMS if form.name == "functional")
+    compile_spec = {"optimizer": "adam", "loss": {"head": "sparse_categorical_crossentropy"}, "metrics": {"head": ["accuracy"]}}
+
+    def with_named_head():
+        import keras
+
+        model = form.build()
+        return keras.Model(model.inputs, keras.layers.Activation("linear", name="head")(model.outputs[0]))
+
+    response = submit(client, Form(form.name, with_named_head, form.arrays, compile_spec), form.keras_json(), normalize="minmax")
+    assert response.status_code == 422  # the plain functional form's output is not named head
+    response = submit(
+        client, Form(form.name, with_named_head, form.arrays, compile_spec), with_named_head().to_json(), normalize="minmax"
+    )
+    assert response.status_code == 202, response.text
+
+
+def test_a_sequential_with_per_output_settings_is_told_it_has_one_output(client):
+    form = FORMS[0]
+    compile_spec = {"optimizer": "adam", "loss": {"dense": "sparse_categorical_crossentropy"}}
+    response = submit(client, Form(form.name, form.build, form.arrays, compile_spec), form.keras_json())
+    assert response.status_code == 422
+    error = response.json()["errors"][0]
+    assert error["path"] == "compile.loss" and "one output" in error["message"]
+
+
+def test_an_optimizer_class_name_keras_cannot_look_up_is_made_from_its_class(client):
+    form = FORMS[0]
+    response = submit(client, Form(form.name, form.build, form.arrays, {**form.compile, "optimizer": "Lamb"}), form.keras_json())
+    assert response.status_code == 202, response.text
