@@ -243,8 +243,8 @@ def _model_from_keras_json(config: dict[str, Any], x_shape: tuple[int, ...], nor
     inputs = keras.Input(shape=x_shape)
     outputs = model(normalizer(inputs))
     # Wrapped, the outputs would take the inner model's name; per-output losses and metrics name the sent ones.
-    names = iter(output_names(model))
-    return keras.Model(inputs, keras.tree.map_structure(lambda tensor: keras.layers.Identity(name=next(names))(tensor), outputs))
+    sent_names = iter(output_names(model))
+    return keras.Model(inputs, keras.tree.map_structure(lambda tensor: keras.layers.Identity(name=next(sent_names))(tensor), outputs))
 
 
 def _check_declared_input(path: str, declared: Any, x_shape: tuple[int, ...]) -> None:
