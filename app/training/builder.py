@@ -244,7 +244,9 @@ def _model_from_keras_json(config: dict[str, Any], x_shape: tuple[int, ...], nor
     outputs = model(normalizer(inputs))
     # Wrapped, the outputs would take the inner model's name; per-output losses and metrics name the sent ones.
     sent_names = iter(output_names(model))
-    return keras.Model(inputs, keras.tree.map_structure(lambda tensor: keras.layers.Identity(name=next(sent_names))(tensor), outputs))
+    return keras.Model(
+        inputs, keras.tree.map_structure(lambda tensor: keras.layers.Identity(name=next(sent_names))(tensor), outputs)
+    )
 
 
 def _check_declared_input(path: str, declared: Any, x_shape: tuple[int, ...]) -> None:
