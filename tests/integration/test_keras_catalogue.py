@@ -35,11 +35,11 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 START, END = "<!-- layer-coverage: written by tests/integration/test_keras_catalogue.py -->", "<!-- /layer-coverage -->"
 
 
-def upload(live, arrays: dict[str, np.ndarray]) -> str:
+def upload(own_live, arrays: dict[str, np.ndarray]) -> str:
     """The arrays as an .npz dataset; its id."""
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    response = live.post("/v1/datasets", files={"file": ("data.npz", buffer.getvalue())})
+    response = own_live.post("/v1/datasets", files={"file": ("data.npz", buffer.getvalue())})
     assert response.status_code == 201, response.text
     return response.json()["id"]
 
@@ -81,35 +81,35 @@ def coverage_table() -> str:
     )
 
 
-def test_every_public_layer_class_is_trained_refused_or_listed(live):
+def test_every_public_layer_class_is_trained_refused_or_listed(own_live):
     assert unaccounted() == [], "new keras.layers classes: give each a recipe, a refusal or a reason in tests/keras_catalogue.py"
 
     jobs = {}
     for group, names in covered_by_group().items():
-        dataset_id = upload(live, group_arrays(group))
-        response = live.post("/v1/jobs", json=job_spec(dataset_id, group_model(group, names), f"catalogue: {group}"))
+        dataset_id = upload(own_live, group_arrays(group))
+        response = own_live.post("/v1/jobs", json=job_spec(dataset_id, group_model(group, names), f"catalogue: {group}"))
         assert response.status_code == 202, f"{group} ({', '.join(names)}): {response.text}"
         jobs[group] = response.json()["id"]
 
     # While the worker trains: what the service refuses, and what Keras itself fails.
-    plain = upload(live, group_arrays("flat"))
+    plain = upload(own_live, group_arrays("flat"))
     for name in REFUSED:
         spec = {"dataset_id": plain, "model": {"layers": [{"type": name}]}, "compile": {"loss": "mse"}}
-        response = live.post("/v1/jobs", json=spec)
+        response = own_live.post("/v1/jobs", json=spec)
         assert response.status_code == 422, f"{name}: {response.text}"
         error = response.json()["errors"][0]
         assert error["path"] == "model.layers[0].type" and "not allowed" in error["message"], (name, error)
     for name, fault in keras_faults().items():
-        dataset_id = upload(live, group_arrays(fault.group))
-        response = live.post("/v1/jobs", json=job_spec(dataset_id, fault_model(name), name))
+        dataset_id = upload(own_live, group_arrays(fault.group))
+        response = own_live.post("/v1/jobs", json=job_spec(dataset_id, fault_model(name), name))
         assert response.status_code == 422, f"{name} now passes: move it from keras_faults to the recipes ({response.text})"
         error = response.json()["errors"][0]
         assert error["path"] == fault.path and fault.says in error["message"], (name, error)
 
     for group, job_id in jobs.items():
-        job = wait_until_done(live, job_id, timeout_s=300)
+        job = wait_until_done(own_live, job_id, timeout_s=300)
         assert job["status"] == "succeeded", f"{group}: {job['error']}"
-        loss = live.get(f"/v1/jobs/{job_id}/metrics").json()["epochs"][0]["logs"]["loss"]
+        loss = own_live.get(f"/v1/jobs/{job_id}/metrics").json()["epochs"][0]["logs"]["loss"]
         assert np.isfinite(loss), group
 
     table = coverage_table()

@@ -118,25 +118,25 @@ def losses_compile() -> dict:
     }
 
 
-def epoch_logs(live, job_id: str) -> list[dict]:
-    return [row["logs"] for row in live.get(f"/v1/jobs/{job_id}/metrics").json()["epochs"]]
+def epoch_logs(own_live, job_id: str) -> list[dict]:
+    return [row["logs"] for row in own_live.get(f"/v1/jobs/{job_id}/metrics").json()["epochs"]]
 
 
-def test_every_loss_class_trains_on_an_output_of_its_own_with_metric_objects(live):
+def test_every_loss_class_trains_on_an_output_of_its_own_with_metric_objects(own_live):
     covered = {*LOSSES, "CTC"}
     assert set(loss_classes()) - covered - set(NOT_FROM_A_SPEC) == set(), "a new keras.losses class: give it labels here"
 
     spec = {
-        "dataset_id": upload(live, losses_dataset()),
+        "dataset_id": upload(own_live, losses_dataset()),
         "model": {"keras_json": losses_model().to_json()},
         "compile": losses_compile(),
         "fit": {"epochs": EPOCHS, "batch_size": BATCH},
     }
-    response = live.post("/v1/jobs", json=spec)
+    response = own_live.post("/v1/jobs", json=spec)
     assert response.status_code == 202, response.text
-    job = wait_until_done(live, response.json()["id"], timeout_s=240)
+    job = wait_until_done(own_live, response.json()["id"], timeout_s=240)
     assert job["status"] == "succeeded", job["error"]
-    logs = epoch_logs(live, job["id"])[-1]
+    logs = epoch_logs(own_live, job["id"])[-1]
     for name in [*(n.lower() for n in LOSSES), "ctc", "one_hot_by_name"]:
         assert np.isfinite(logs[f"{name}_loss"]), name
     assert {"binarycrossentropy_auc", "binarycrossentropy_precision", "binarycrossentropy_recall"} <= set(logs)
@@ -187,13 +187,13 @@ def expected_rates(spec: dict) -> list[float] | None:
     return [float(schedule(epoch * STEPS_PER_EPOCH)) for epoch in range(1, EPOCHS + 1)]
 
 
-def test_every_optimizer_class_trains_and_schedules_set_each_epochs_learning_rate(live):
+def test_every_optimizer_class_trains_and_schedules_set_each_epochs_learning_rate(own_live):
     assert set(SCHEDULES) == set(schedule_classes()), "a new keras.optimizers.schedules class: add it here"
     specs = optimizer_specs()
     assert set(specs) | set(NOT_FROM_A_SPEC) >= set(optimizer_classes())
 
     rng = np.random.default_rng(5)
-    dataset_id = upload(live, {"x": rng.normal(size=(SAMPLES, FEATURES)).astype(np.float32), "y": np.arange(SAMPLES) % 2})
+    dataset_id = upload(own_live, {"x": rng.normal(size=(SAMPLES, FEATURES)).astype(np.float32), "y": np.arange(SAMPLES) % 2})
     model = keras.Sequential([keras.Input((FEATURES,)), keras.layers.Dense(4, activation="relu"), keras.layers.Dense(2)])
     jobs = {}
     for name, optimizer in specs.items():
@@ -207,13 +207,13 @@ def test_every_optimizer_class_trains_and_schedules_set_each_epochs_learning_rat
             },
             "fit": {"epochs": EPOCHS, "batch_size": BATCH, "shuffle": False},
         }
-        response = live.post("/v1/jobs", json=body)
+        response = own_live.post("/v1/jobs", json=body)
         assert response.status_code == 202, f"{name}: {response.text}"
         jobs[name] = response.json()["id"]
     for name, job_id in jobs.items():
-        job = wait_until_done(live, job_id, timeout_s=240)
+        job = wait_until_done(own_live, job_id, timeout_s=240)
         assert job["status"] == "succeeded", f"{name}: {job['error']}"
-        logs = epoch_logs(live, job_id)
+        logs = epoch_logs(own_live, job_id)
         assert all(np.isfinite(row["loss"]) for row in logs), name
         rates = expected_rates(specs[name]) if isinstance(specs[name], dict) else None
         if rates is not None:
