@@ -28,12 +28,10 @@ def report(result: dict[str, Any]) -> None:
     print("RESULT: " + json.dumps(result), flush=True)
 
 
-def tutorial_plain_fit(x: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[float, list[float]]:
-    """The tutorial's own code: ages scaled to 0–1 beforehand, Keras' shuffle, verbose off."""
+def tutorial_model() -> Any:
+    """The tutorial's model and compile call."""
     import keras
 
-    keras.utils.set_random_seed(seed)
-    scaled = (x - x.min()) / (x.max() - x.min())
     model = keras.Sequential([
         keras.Input((1,)),
         keras.layers.Dense(units=16, activation="relu"),
@@ -41,5 +39,15 @@ def tutorial_plain_fit(x: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[flo
         keras.layers.Dense(units=2, activation="sigmoid"),
     ])
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=0.0001), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def tutorial_plain_fit(x: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[float, list[float]]:
+    """The tutorial's own code: ages scaled to 0–1 beforehand, Keras' shuffle, verbose off."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    scaled = (x - x.min()) / (x.max() - x.min())
+    model = tutorial_model()
     seconds, history = timed(lambda: model.fit(scaled, y, batch_size=10, epochs=20, shuffle=True, verbose=0))
     return seconds, history.history["loss"]

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import median, report, timed
+from bench.common import median, report, timed, tutorial_model
 from bench.harness import service
 from epochly_client import Client
 
@@ -30,18 +30,11 @@ RATIO_TARGET = 1.0
 EPOCHS = 20
 
 
-def tutorial_model() -> Any:
+def seeded_tutorial_model() -> Any:
     import keras
 
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((1,)),
-        keras.layers.Dense(units=16, activation="relu"),
-        keras.layers.Dense(units=32, activation="relu"),
-        keras.layers.Dense(units=2, activation="sigmoid"),
-    ])
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=0.0001), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    return model
+    return tutorial_model()
 
 
 def main() -> None:
@@ -60,16 +53,16 @@ def main() -> None:
     with service(args.backend, workers=1) as live, Client(live.url, api_key=live.key) as client:
 
         def remote(epochs: int) -> Any:
-            return epochly_client.keras.fit(tutorial_model(), scaled, labels, epochs=epochs, client=client, **arguments)
+            return epochly_client.keras.fit(seeded_tutorial_model(), scaled, labels, epochs=epochs, client=client, **arguments)
 
         def forget(history: Any) -> None:
             client.delete_dataset(client.get(history.job_id).raw["dataset_id"])
 
-        tutorial_model().fit(scaled, labels, epochs=1, **arguments)
+        seeded_tutorial_model().fit(scaled, labels, epochs=1, **arguments)
         forget(remote(1))
         ratios = []
         for pair in range(args.pairs):
-            local_s, _ = timed(lambda: tutorial_model().fit(scaled, labels, epochs=EPOCHS, **arguments))
+            local_s, _ = timed(lambda: seeded_tutorial_model().fit(scaled, labels, epochs=EPOCHS, **arguments))
             remote_s, history = timed(lambda: remote(EPOCHS))
             forget(history)
             ratios.append(remote_s / local_s)
