@@ -8,6 +8,9 @@ the broker honest by count alone: per queue, as many waiting messages as queued 
 (app/scheduler/dispatch.py)."""
 
 import logging
+import os
+import time
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
@@ -15,12 +18,35 @@ from typing import Any, Protocol
 from celery import Celery
 from kombu import Connection, Exchange, Queue
 from kombu.exceptions import ChannelError
+from kombu.transport import filesystem
+from kombu.utils.json import dumps
 
 from app.settings import DEFAULT_QUEUE, Settings
 
 TRAIN_TASK = "epochly.train"
 # A job may train for hours; Redis must not hand its unacked message to another worker meanwhile.
 REDIS_VISIBILITY_TIMEOUT_S = 7 * 24 * 3600
+
+
+class WholeFileChannel(filesystem.Channel):
+    """kombu's folder channel creates a message file under its final name and then writes it, so a
+    consumer polling the folder could take it while still empty, and Celery stops the worker on the
+    decode error. Here a message is written under a name no consumer reads, then renamed whole."""
+
+    # kombu types the base `_put(queue, message)` and its folder channel `_put(queue, payload, **kwargs)`.
+    def _put(self, queue: str, payload: dict[str, Any], **kwargs: Any) -> None:  # type: ignore[override]
+        final = os.path.join(self.data_folder_out, f"{round(time.monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg")
+        staging = os.path.join(self.data_folder_out, f".{uuid.uuid4().hex}.staging")
+        try:
+            with open(staging, "wb") as file:
+                file.write(dumps(payload).encode())
+            os.replace(staging, final)
+        except OSError as exc:
+            raise ChannelError(f"Cannot add file {final!r} to directory") from exc
+
+
+class WholeFileTransport(filesystem.Transport):
+    Channel = WholeFileChannel
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -47,6 +73,7 @@ def make_celery(settings: Settings) -> Celery:
         # Each message file is named after its queue (`<id>.<queue>.msg`) and a consumer reads only
         # its own queues' files. The exchange → queue bindings are files too: beside the messages,
         # not in whatever folder the process was started from (the transport's default).
+        celery.conf.broker_transport = f"{__name__}:WholeFileTransport"
         celery.conf.broker_transport_options = {
             "data_folder_in": str(queue_dir),
             "data_folder_out": str(queue_dir),
